@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The demo: the cancellation-spike alert on the built-in ride-events generator.
+# Alerts print as they fire (the first within about two minutes). Ctrl-C stops it.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$here"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
+"$here/scripts/setup.sh"
+exec cargo run --quiet -- run queries/cancellation-spike "$@"

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what building and testing sluice needs on a fresh machine that has only the
+# Rust toolchain. Idempotent.
+set -euo pipefail
+need=()
+command -v cc >/dev/null 2>&1 || need+=(build-essential)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${need[@]}"
+  else
+    echo "please install: ${need[*]}" >&2
+    exit 1
+  fi
+fi

@@ -1,0 +1,132 @@
+//! The application model: what `sluice run` and `sluice test` execute.
+//!
+//! Both the manifest (TOML, or a `describe-application` JSON document) and a conformance
+//! case load into an [`AppSpec`]; the runtime never sees either file format.
+
+use std::path::PathBuf;
+
+use crate::types::ColumnDef;
+
+#[derive(Debug, Clone)]
+pub struct AppSpec {
+    pub name: String,
+    /// The application code, verbatim.
+    pub sql: String,
+    pub inputs: Vec<InputSpec>,
+    pub references: Vec<ReferenceSpec>,
+    pub outputs: Vec<OutputSpec>,
+}
+
+/// One column of an input or reference schema: KDA's RecordColumn.
+#[derive(Debug, Clone)]
+pub struct RecordColumn {
+    pub column: ColumnDef,
+    /// JSONPath for JSON records (`$.a.b`, `$.arr[0:].x`); None for CSV (positional).
+    pub mapping: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordFormat {
+    /// `row_path` is KDA's RecordRowPath (usually `$`).
+    Json { row_path: String },
+    Csv {
+        row_delimiter: String,
+        column_delimiter: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordSchema {
+    pub columns: Vec<RecordColumn>,
+    pub format: RecordFormat,
+}
+
+impl RecordSchema {
+    pub fn column_defs(&self) -> Vec<ColumnDef> {
+        self.columns.iter().map(|c| c.column.clone()).collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct InputSpec {
+    /// KDA's NamePrefix: the input creates `<prefix>_001` .. `<prefix>_00N`.
+    pub name_prefix: String,
+    /// When set, the exact in-application stream name (conformance cases name it).
+    pub stream_name: Option<String>,
+    pub parallelism: u32,
+    pub schema: RecordSchema,
+    pub source: SourceSpec,
+}
+
+impl InputSpec {
+    /// The in-application streams this input creates, in order.
+    pub fn stream_names(&self) -> Vec<String> {
+        if let Some(name) = &self.stream_name {
+            return vec![name.clone()];
+        }
+        (1..=self.parallelism.max(1))
+            .map(|i| format!("{}_{:03}", self.name_prefix, i))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceSpec {
+    /// Newline-delimited records read from a file.
+    File {
+        path: PathBuf,
+    },
+    /// A recording in the conformance format: one JSON object per line with `rowtime`,
+    /// optional `arrival`, and `data`. ROWTIMEs come from the recording.
+    Recorded {
+        path: PathBuf,
+    },
+    Stdin,
+    /// The built-in ride-events generator.
+    Generator {
+        rate: u64,
+        seed: u64,
+        limit: Option<u64>,
+    },
+    /// A destination this build cannot read yet, kept to report it clearly.
+    Unsupported {
+        kind: String,
+        detail: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ReferenceSpec {
+    pub table: String,
+    pub schema: RecordSchema,
+    pub path: PathBuf,
+    pub skip_header_lines: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DestinationSpec {
+    Stdout,
+    File {
+        path: PathBuf,
+    },
+    /// Rows kept in memory and handed back to the caller (conformance runner, embedding).
+    Collect,
+    Unsupported {
+        kind: String,
+        detail: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct OutputSpec {
+    /// The in-application stream delivered, exact (case-sensitive) name.
+    pub stream: String,
+    pub format: OutputFormat,
+    pub destination: DestinationSpec,
+}

@@ -1,0 +1,108 @@
+//! The `sluice` command line: `run`, `test`, `explain`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::SourceSpec;
+use crate::engine::{RunOptions, TimeMode};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Runs Kinesis Data Analytics SQL applications unchanged"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run an application: a manifest (TOML), or the JSON printed by
+    /// `aws kinesisanalytics describe-application`.
+    Run {
+        /// Path to the manifest (or a folder holding `sluice.toml`).
+        app: PathBuf,
+        /// Events per second of the built-in generator (overrides the manifest).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Seed of the built-in generator: the same seed gives the same events.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Stop the generator after this many events.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// How often time advances while input is quiet, in milliseconds (A19).
+        #[arg(long, default_value_t = 1000)]
+        bound_interval_ms: u64,
+    },
+    /// Run conformance cases (folders with case.toml, or folders of them) and compare
+    /// each output stream with its recording. Ends with `N passed, M failed`.
+    Test {
+        #[arg(required = true)]
+        cases: Vec<PathBuf>,
+    },
+    /// Parse and plan an application and print its streams and operator chains.
+    Explain { app: PathBuf },
+}
+
+fn manifest_path(app: PathBuf) -> PathBuf {
+    if app.is_dir() { app.join("sluice.toml") } else { app }
+}
+
+pub async fn main_with(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Run {
+            app,
+            rate,
+            seed,
+            limit,
+            bound_interval_ms,
+        } => {
+            let mut spec = crate::manifest::load_manifest(&manifest_path(app))?;
+            crate::manifest::validate(&spec)?;
+            for input in &mut spec.inputs {
+                if let SourceSpec::Generator {
+                    rate: r,
+                    seed: s,
+                    limit: l,
+                } = &mut input.source
+                {
+                    *r = rate.unwrap_or(*r);
+                    *s = seed.unwrap_or(*s);
+                    *l = limit.or(*l);
+                }
+            }
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    tracing::info!("stopping: finishing open windows and flushing outputs");
+                    let _ = stop_tx.send(true);
+                }
+            });
+            tracing::info!(app = %spec.name, inputs = spec.inputs.len(), outputs = spec.outputs.len(), "starting");
+            let options = RunOptions {
+                time: TimeMode::WallClock { bound_interval_ms },
+            };
+            crate::runtime::run_app_until(&spec, options, stop_rx).await?;
+            Ok(0)
+        }
+        Command::Test { cases } => {
+            let mut stdout = std::io::stdout();
+            let summary = crate::testing::runner::run_cases(&cases, &mut stdout).await?;
+            Ok(if summary.failed == 0 && summary.passed > 0 {
+                0
+            } else {
+                1
+            })
+        }
+        Command::Explain { app } => {
+            let spec = crate::manifest::load_manifest(&manifest_path(app))?;
+            let plan = crate::planner::plan_application(&spec)?;
+            print!("{}", plan.describe());
+            Ok(0)
+        }
+    }
+}

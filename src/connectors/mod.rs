@@ -1,0 +1,27 @@
+//! Sources and sinks. A source turns the outside world into batches of an in-application
+//! input stream; a sink turns the batches of an output stream into bytes somewhere.
+//! One folder per connector; the planner never sees them, and a new connector
+//! implements [`source::Source`] or [`sink::Sink`] without touching anything else.
+
+pub mod file;
+pub mod formats;
+pub mod generator;
+pub mod memory;
+pub mod sink;
+pub mod source;
+pub mod stdio;
+
+use crate::time::Millis;
+
+/// One record as a source read it, before schema mapping.
+#[derive(Debug, Clone, Default)]
+pub struct RawRecord {
+    pub data: Vec<u8>,
+    /// ROWTIME fixed by a recording; live sources leave it None and the ingest clock
+    /// decides.
+    pub rowtime: Option<Millis>,
+    /// APPROXIMATE_ARRIVAL_TIME; defaults to the ROWTIME.
+    pub arrival: Option<Millis>,
+    pub partition_key: Option<String>,
+    pub sequence_number: Option<String>,
+}

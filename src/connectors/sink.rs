@@ -1,0 +1,83 @@
+//! The sink side: what every sink connector implements, and the task that drives one.
+
+use datafusion::arrow::array::RecordBatch;
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+
+use crate::error::Result;
+use crate::operators::Message;
+
+pub trait Sink: Send {
+    /// Delivers the rows of one batch (declared columns, then ROWTIME).
+    fn write<'a>(&'a mut self, batch: &'a RecordBatch) -> BoxFuture<'a, Result<()>>;
+    /// The stream ended: flush and close.
+    fn finish(&mut self) -> BoxFuture<'_, Result<()>>;
+}
+
+pub async fn run_sink(mut sink: Box<dyn Sink>, mut rx: mpsc::Receiver<Message>) -> Result<()> {
+    while let Some(message) = rx.recv().await {
+        match message {
+            Message::Data(batch) => sink.write(&batch).await?,
+            Message::Bound(_) => {}
+            Message::End => break,
+        }
+    }
+    sink.finish().await
+}
+
+/// Encodes rows as JSON lines or CSV onto any async writer (stdout, a file).
+pub struct LineSink<W> {
+    writer: W,
+    format: crate::app::OutputFormat,
+    buffer: Vec<u8>,
+    pub rows: u64,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin + Send> LineSink<W> {
+    pub fn new(writer: W, format: crate::app::OutputFormat) -> Self {
+        LineSink {
+            writer,
+            format,
+            buffer: Vec::new(),
+            rows: 0,
+        }
+    }
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin + Send> Sink for LineSink<W> {
+    fn write<'a>(&'a mut self, batch: &'a RecordBatch) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            use tokio::io::AsyncWriteExt;
+            self.buffer.clear();
+            match self.format {
+                crate::app::OutputFormat::Json => {
+                    super::formats::encode::encode_json_lines(batch, false, &mut self.buffer)?
+                }
+                crate::app::OutputFormat::Csv => {
+                    super::formats::encode::encode_csv(batch, ",", false, &mut self.buffer)?
+                }
+            }
+            self.rows += batch.num_rows() as u64;
+            self.writer
+                .write_all(&self.buffer)
+                .await
+                .map_err(|e| crate::SluiceError::runtime(format!("writing output: {e}")))?;
+            // Alerts are read as they fire: do not sit on them in a buffer.
+            self.writer
+                .flush()
+                .await
+                .map_err(|e| crate::SluiceError::runtime(format!("writing output: {e}")))?;
+            Ok(())
+        })
+    }
+
+    fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            use tokio::io::AsyncWriteExt;
+            self.writer
+                .flush()
+                .await
+                .map_err(|e| crate::SluiceError::runtime(format!("flushing output: {e}")))
+        })
+    }
+}

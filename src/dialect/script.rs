@@ -1,0 +1,266 @@
+//! Statement-level parsing of application code: `CREATE [OR REPLACE] STREAM`,
+//! `CREATE [OR REPLACE] PUMP ... AS INSERT INTO ...`, and bare queries (for the REPL and
+//! for clear errors). Everything inside a statement is parsed by sqlparser itself.
+
+use datafusion::sql::sqlparser::ast::{self, ColumnOption, ObjectName, Query, TableObject};
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, Tokenizer};
+
+use super::{KdaDialect, normalize, tokens};
+use crate::error::{Result, SluiceError};
+use crate::types::{ColumnDef, SqlType};
+
+#[derive(Debug, Clone)]
+pub struct StreamStatement {
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone)]
+pub struct PumpStatement {
+    pub name: String,
+    pub target: String,
+    /// Explicit target column list; None means positional over all columns.
+    pub columns: Option<Vec<String>>,
+    pub query: Box<Query>,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone)]
+pub enum Statement {
+    CreateStream(StreamStatement),
+    CreatePump(PumpStatement),
+    /// A query outside a pump (the REPL runs these; an application may not).
+    Query {
+        query: Box<Query>,
+        location: Location,
+    },
+}
+
+/// Parses a whole application script.
+pub fn parse_script(sql: &str) -> Result<Vec<Statement>> {
+    let dialect = KdaDialect::default();
+    let raw = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| SluiceError::Sql {
+            line: e.location.line,
+            column: e.location.column,
+            message: e.message.clone(),
+        })?;
+    let toks = tokens::rewrite(raw);
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(toks);
+    let mut statements = Vec::new();
+    loop {
+        while parser.consume_token(&Token::SemiColon) {}
+        if parser.peek_token().token == Token::EOF {
+            break;
+        }
+        let location = parser.peek_token().span.start;
+        let statement = parse_statement(&mut parser, location).map_err(|e| sql_error(&parser, e))?;
+        statements.push(statement);
+        let next = parser.peek_token();
+        if !matches!(next.token, Token::SemiColon | Token::EOF) {
+            return Err(sql_error(
+                &parser,
+                ParserError::ParserError(format!("Expected: ; or end of statement, found: {}", next.token)),
+            ));
+        }
+    }
+    Ok(statements)
+}
+
+fn parse_statement(parser: &mut Parser, location: Location) -> Result<Statement, ParserError> {
+    if parser.parse_keyword(Keyword::CREATE) {
+        let _or_replace = parser.parse_keywords(&[Keyword::OR, Keyword::REPLACE]);
+        let next = parser.next_token();
+        match &next.token {
+            Token::Word(w) if w.value == "STREAM" => return parse_create_stream(parser, location),
+            Token::Word(w) if w.value == "PUMP" => return parse_create_pump(parser, location),
+            Token::Word(w) if w.value == "FUNCTION" => {
+                return Err(ParserError::ParserError(format!(
+                    "unsupported: CREATE FUNCTION (SQL-bodied functions are not supported by sluice){}",
+                    next.span.start
+                )));
+            }
+            _ => return parser.expected("STREAM or PUMP after CREATE [OR REPLACE]", next),
+        }
+    }
+    let statement = parser.parse_statement()?;
+    match statement {
+        ast::Statement::Query(query) => Ok(Statement::Query { query, location }),
+        ast::Statement::Insert(_) => Err(ParserError::ParserError(format!(
+            "INSERT is only allowed inside a pump: CREATE OR REPLACE PUMP name AS INSERT INTO ...{location}"
+        ))),
+        other => Err(ParserError::ParserError(format!(
+            "Expected: CREATE STREAM, CREATE PUMP or a query, found statement: {}{location}",
+            first_words(&other.to_string())
+        ))),
+    }
+}
+
+fn first_words(s: &str) -> String {
+    s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+fn parse_create_stream(parser: &mut Parser, location: Location) -> Result<Statement, ParserError> {
+    let name = object_name(&parser.parse_object_name(false)?);
+    let (defs, _constraints) = parser.parse_columns()?;
+    if defs.is_empty() {
+        return parser.expected("a column list for the stream", parser.peek_token());
+    }
+    let mut columns = Vec::with_capacity(defs.len());
+    for def in defs {
+        let sql_type = SqlType::parse(&def.data_type.to_string())
+            .map_err(|e| ParserError::ParserError(format!("{e}{location}")))?;
+        let not_null = def.options.iter().any(|o| matches!(o.option, ColumnOption::NotNull));
+        columns.push(ColumnDef {
+            name: def.name.value.clone(),
+            sql_type,
+            not_null,
+        });
+    }
+    skip_description(parser)?;
+    Ok(Statement::CreateStream(StreamStatement {
+        name,
+        columns,
+        location,
+    }))
+}
+
+fn parse_create_pump(parser: &mut Parser, location: Location) -> Result<Statement, ParserError> {
+    let name = parser.parse_identifier()?.value;
+    skip_description(parser)?;
+    parser.expect_keyword(Keyword::AS)?;
+    let at = parser.peek_token();
+    let statement = parser.parse_statement()?;
+    let ast::Statement::Insert(insert) = statement else {
+        return parser.expected("INSERT INTO after CREATE PUMP ... AS", at);
+    };
+    let target = match &insert.table {
+        TableObject::TableName(n) => object_name(n),
+        _ => return parser.expected("a stream name after INSERT INTO", at),
+    };
+    let columns = if insert.columns.is_empty() {
+        None
+    } else {
+        Some(insert.columns.iter().map(object_name).collect())
+    };
+    let Some(query) = insert.source else {
+        return parser.expected("a SELECT STREAM query in the pump", at);
+    };
+    Ok(Statement::CreatePump(PumpStatement {
+        name,
+        target,
+        columns,
+        query,
+        location,
+    }))
+}
+
+/// `DESCRIPTION 'text'` (documented on CREATE STREAM/PUMP) carries no semantics.
+fn skip_description(parser: &mut Parser) -> Result<(), ParserError> {
+    if matches!(&parser.peek_token().token, Token::Word(w) if w.value == "DESCRIPTION") {
+        parser.next_token();
+        parser.parse_literal_string()?;
+    }
+    Ok(())
+}
+
+/// The stored name of a (possibly qualified) object: its last part, exactly.
+pub fn object_name(name: &ObjectName) -> String {
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(|i| i.value.clone())
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// Turns a sqlparser error into a positioned [`SluiceError::Sql`]. sqlparser appends
+/// " at Line: L, Column: C" to its messages; that position wins over the parser's
+/// current token when present.
+fn sql_error(parser: &Parser, e: ParserError) -> SluiceError {
+    let message = match e {
+        ParserError::TokenizerError(m) | ParserError::ParserError(m) => m,
+        ParserError::RecursionLimitExceeded => "statement nested too deeply".to_string(),
+    };
+    let here = parser.peek_token().span.start;
+    let (message, line, column) = split_location(&message).unwrap_or((message.clone(), here.line, here.column));
+    if let Some(feature) = message.strip_prefix("unsupported: ") {
+        return SluiceError::Unsupported {
+            line,
+            column,
+            feature: feature.to_string(),
+        };
+    }
+    SluiceError::Sql { line, column, message }
+}
+
+pub(crate) fn split_location(message: &str) -> Option<(String, u64, u64)> {
+    let at = message.rfind(" at Line: ")?;
+    let rest = &message[at + " at Line: ".len()..];
+    let (line, col) = rest.split_once(", Column: ")?;
+    let col: String = col.chars().take_while(|c| c.is_ascii_digit()).collect();
+    Some((message[..at].to_string(), line.trim().parse().ok()?, col.parse().ok()?))
+}
+
+/// Parses a single query (REPL, tests) with the same rewrites and normalisation.
+pub fn parse_query(sql: &str) -> Result<Box<Query>> {
+    let statements = parse_script(sql)?;
+    match statements.into_iter().next() {
+        Some(Statement::Query { mut query, .. }) => {
+            normalize::normalize_query(&mut query);
+            Ok(query)
+        }
+        _ => Err(SluiceError::Sql {
+            line: 1,
+            column: 1,
+            message: "Expected: a query".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_streams_and_pumps() {
+        let sql = r#"
+            CREATE OR REPLACE STREAM "DEST" (ticker VARCHAR(4), "price" REAL NOT NULL) DESCRIPTION 'x';
+            CREATE OR REPLACE PUMP "P1" AS INSERT INTO "DEST" (ticker) SELECT STREAM ticker FROM "SRC";
+        "#;
+        let st = parse_script(sql).unwrap();
+        let Statement::CreateStream(s) = &st[0] else { panic!() };
+        assert_eq!(s.name, "DEST");
+        assert_eq!(s.columns[0].name, "TICKER");
+        assert_eq!(s.columns[1].name, "price");
+        assert!(s.columns[1].not_null);
+        let Statement::CreatePump(p) = &st[1] else { panic!() };
+        assert_eq!((p.name.as_str(), p.target.as_str()), ("P1", "DEST"));
+        assert_eq!(p.columns.as_deref(), Some(&["TICKER".to_string()][..]));
+    }
+
+    #[test]
+    fn reports_line_and_column() {
+        let err = parse_script(
+            "CREATE STREAM s (a INTEGER);\nCREATE PUMP p AS INSERT INTO s\n  SELECT STREAM a FROM WHERE x",
+        )
+        .unwrap_err();
+        match err {
+            SluiceError::Sql { line, column, message } => {
+                assert_eq!(line, 3, "{message}");
+                assert!(column > 1, "{message}");
+                assert!(message.contains("Expected"), "{message}");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn create_function_is_named_unsupported() {
+        let err = parse_script("CREATE FUNCTION f(p TIMESTAMP) RETURNS TIMESTAMP RETURN p;").unwrap_err();
+        assert!(matches!(err, SluiceError::Unsupported { .. }), "{err}");
+    }
+}

@@ -1,0 +1,126 @@
+//! Errors of the engine and the rows of `error_stream`.
+//!
+//! Two kinds of failure exist and must never be confused: an application error
+//! ([`SluiceError`]: bad SQL, bad configuration, an I/O failure) stops the application
+//! with a clear message; a record error (a value that cannot be coerced, a division by
+//! zero) becomes one row of `error_stream` while every other record keeps flowing.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder, TimestampMillisecondBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+use crate::time::Millis;
+use crate::types::{ROWTIME, TIMESTAMP_TYPE};
+
+/// The name of the system stream that receives record errors.
+pub const ERROR_STREAM: &str = "error_stream";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SluiceError {
+    /// A statement of the application code that does not parse or plan. Line and column
+    /// are 1-based positions in the application code.
+    #[error("SQL error at line {line}, column {column}: {message}")]
+    Sql { line: u64, column: u64, message: String },
+    /// A construct of the dialect that sluice parses but does not run yet.
+    #[error("unsupported feature at line {line}, column {column}: {feature}")]
+    Unsupported { line: u64, column: u64, feature: String },
+    #[error("configuration error: {0}")]
+    Config(String),
+    #[error("I/O error on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error(transparent)]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+pub type Result<T, E = SluiceError> = std::result::Result<T, E>;
+
+impl SluiceError {
+    pub fn config(msg: impl Into<String>) -> Self {
+        SluiceError::Config(msg.into())
+    }
+    pub fn runtime(msg: impl Into<String>) -> Self {
+        SluiceError::Runtime(msg.into())
+    }
+}
+
+/// One row of `error_stream`, with the documented columns (spec §5.6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorRow {
+    pub error_time: Millis,
+    /// `ERROR` for records lost to the application, `WARNING` for tolerated problems.
+    pub level: &'static str,
+    /// A short machine-readable name such as `CoercionError` or `DivideByZero`.
+    pub name: String,
+    pub message: String,
+    /// The ROWTIME of the record or row that failed.
+    pub data_rowtime: Millis,
+    /// The failed record (input bytes) or row (its JSON rendering), hex-encoded.
+    pub data_row: String,
+    /// The pump that failed, or the input stream for ingest errors.
+    pub pump_name: Option<String>,
+}
+
+impl ErrorRow {
+    pub fn hex(bytes: &[u8]) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            s.push(HEX[(b >> 4) as usize] as char);
+            s.push(HEX[(b & 15) as usize] as char);
+        }
+        s
+    }
+}
+
+/// Schema of `error_stream` rows as they travel (ROWTIME last, like every stream).
+pub fn error_stream_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("ERROR_TIME", TIMESTAMP_TYPE, true),
+        Field::new("ERROR_LEVEL", DataType::Utf8, true),
+        Field::new("ERROR_NAME", DataType::Utf8, true),
+        Field::new("MESSAGE", DataType::Utf8, true),
+        Field::new("DATA_ROWTIME", TIMESTAMP_TYPE, true),
+        Field::new("DATA_ROW", DataType::Utf8, true),
+        Field::new("PUMP_NAME", DataType::Utf8, true),
+        Field::new(ROWTIME, TIMESTAMP_TYPE, false),
+    ]))
+}
+
+/// Builds an `error_stream` batch. The ROWTIME of an error row is the ROWTIME of the
+/// data that failed, so errors interleave deterministically with the data in tests.
+pub fn error_rows_to_batch(rows: &[ErrorRow]) -> RecordBatch {
+    let mut error_time = TimestampMillisecondBuilder::new();
+    let mut level = StringBuilder::new();
+    let mut name = StringBuilder::new();
+    let mut message = StringBuilder::new();
+    let mut data_rowtime = TimestampMillisecondBuilder::new();
+    let mut data_row = StringBuilder::new();
+    let mut pump = StringBuilder::new();
+    let mut rowtime = TimestampMillisecondBuilder::new();
+    for r in rows {
+        error_time.append_value(r.error_time);
+        level.append_value(r.level);
+        name.append_value(&r.name);
+        message.append_value(&r.message);
+        data_rowtime.append_value(r.data_rowtime);
+        data_row.append_value(&r.data_row);
+        pump.append_option(r.pump_name.as_deref());
+        rowtime.append_value(r.data_rowtime);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(error_time.finish()),
+        Arc::new(level.finish()),
+        Arc::new(name.finish()),
+        Arc::new(message.finish()),
+        Arc::new(data_rowtime.finish()),
+        Arc::new(data_row.finish()),
+        Arc::new(pump.finish()),
+        Arc::new(rowtime.finish()),
+    ];
+    RecordBatch::try_new(error_stream_schema(), columns).expect("error_stream columns match their schema")
+}

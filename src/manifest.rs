@@ -1,0 +1,1634 @@
+//! The application manifest behind `sluice run APP`.
+//!
+//! A manifest describes one KDA SQL application the way its configuration does
+//! (CreateApplication / describe-application), one to one: the application name and
+//! code, the streaming inputs (NamePrefix, InputParallelism, InputSchema with
+//! RecordFormat / RecordEncoding / RecordColumns), the reference data sources and the
+//! outputs (in-application stream name, DestinationSchema, destination). Only the places
+//! the records come from and go to are local: a file, stdin or the built-in generator
+//! instead of a Kinesis stream, stdout or a file instead of Kinesis / Firehose / Lambda.
+//!
+//! Three ways in:
+//! * a TOML manifest (see [`load_manifest`] for the format);
+//! * the JSON that `aws kinesisanalytics describe-application` prints (also the
+//!   `kinesisanalyticsv2` shape and a CreateApplication request), through
+//!   [`from_describe_application`]; its Kinesis / Firehose / Lambda / S3 endpoints load as
+//!   `Unsupported` entries that [`validate`] reports;
+//! * a TOML manifest with `describe_application = "app.json"` whose `[[inputs]]`,
+//!   `[[references]]` and `[[outputs]]` replace the exported sources and destinations
+//!   by name prefix, table name and stream name, to run an exported app locally.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::app::{
+    AppSpec, DestinationSpec, InputSpec, OutputFormat, OutputSpec, RecordColumn, RecordFormat, RecordSchema,
+    ReferenceSpec, SourceSpec,
+};
+use crate::error::{Result, SluiceError};
+use crate::types::{ColumnDef, SqlType};
+
+/// KDA's default NamePrefix (the console's).
+pub const DEFAULT_NAME_PREFIX: &str = "SOURCE_SQL_STREAM";
+/// Default rate (records per second) of `kind = "generator"`.
+pub const DEFAULT_GENERATOR_RATE: u64 = 10;
+/// Default seed of `kind = "generator"`.
+pub const DEFAULT_GENERATOR_SEED: u64 = 42;
+/// KDA's limit on outputs per application (sluice allows more, with a note).
+pub const KDA_MAX_OUTPUTS: usize = 3;
+/// KDA's limit on InputParallelism.
+pub const KDA_MAX_PARALLELISM: u32 = 64;
+
+/// A reference table whose data lives in S3 is kept with this path prefix
+/// (`s3://bucket/key`) so [`validate`] can report it; see [`s3_location`].
+pub const S3_PREFIX: &str = "s3://";
+
+fn config(msg: impl Into<String>) -> SluiceError {
+    SluiceError::config(msg)
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| SluiceError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+// =======================================================================================
+// TOML manifest, as written
+// =======================================================================================
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    /// ApplicationName (default: the manifest's file name without extension).
+    #[serde(default)]
+    name: Option<String>,
+    /// ApplicationDescription (informative).
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+    /// Path of the SQL file, relative to the manifest.
+    #[serde(default)]
+    code: Option<String>,
+    /// The SQL inline.
+    #[serde(default)]
+    code_text: Option<String>,
+    /// A describe-application JSON file this manifest overrides.
+    #[serde(default)]
+    describe_application: Option<String>,
+    #[serde(default)]
+    inputs: Vec<ManifestInput>,
+    #[serde(default)]
+    references: Vec<ManifestReference>,
+    #[serde(default)]
+    outputs: Vec<ManifestOutput>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestInput {
+    #[serde(default)]
+    name_prefix: Option<String>,
+    #[serde(default)]
+    parallelism: Option<u32>,
+    #[serde(default)]
+    schema: Option<ManifestSchema>,
+    #[serde(default)]
+    source: Option<ManifestSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestSchema {
+    record_format: String,
+    #[serde(default)]
+    record_row_path: Option<String>,
+    #[serde(default)]
+    record_row_delimiter: Option<String>,
+    #[serde(default)]
+    record_column_delimiter: Option<String>,
+    #[serde(default)]
+    record_encoding: Option<String>,
+    columns: Vec<ManifestColumn>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestColumn {
+    name: String,
+    sql_type: String,
+    #[serde(default)]
+    mapping: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestSource {
+    kind: String,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    rate: Option<u64>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default, alias = "stream_name", alias = "delivery_stream_name")]
+    name: Option<String>,
+    #[serde(default)]
+    arn: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestReference {
+    table_name: String,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    s3: Option<ManifestS3>,
+    #[serde(default)]
+    skip_header_lines: Option<usize>,
+    #[serde(default)]
+    schema: Option<ManifestSchema>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestS3 {
+    bucket_arn: String,
+    file_key: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    role_arn: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestOutput {
+    stream: String,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    destination: Option<ManifestDestination>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestDestination {
+    kind: String,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(
+        default,
+        alias = "stream_name",
+        alias = "delivery_stream_name",
+        alias = "function_name"
+    )]
+    name: Option<String>,
+    #[serde(default)]
+    arn: Option<String>,
+}
+
+// =======================================================================================
+// Loading
+// =======================================================================================
+
+/// Loads an application manifest: TOML, or JSON (by extension `.json` or content
+/// starting with `{`). JSON is a describe-application document (or a CreateApplication
+/// request); a JSON object with the TOML manifest's keys is read as a manifest.
+/// Relative paths are resolved against the manifest's folder.
+///
+/// The TOML format:
+///
+/// ```toml
+/// name = "ride-analytics"              # ApplicationName (default: file stem)
+/// description = "..."                  # optional, informative
+/// code = "app.sql"                     # SQL file, relative to the manifest
+/// # code_text = "CREATE STREAM ..."    # or the SQL inline
+/// # describe_application = "app.json" # base: an exported app; the tables below override it
+///
+/// [[inputs]]
+/// name_prefix = "SOURCE_SQL_STREAM"    # default; streams <prefix>_001 .. _00N
+/// parallelism = 1                      # InputParallelism.Count, default 1
+/// [inputs.schema]
+/// record_format = "JSON"               # or "CSV"
+/// record_row_path = "$"                # JSON only, default "$"
+/// # record_row_delimiter = "\n"        # CSV only, default "\n"
+/// # record_column_delimiter = ","      # CSV only, default ","
+/// record_encoding = "UTF-8"            # only UTF-8
+/// columns = [ { name = "TICKER", sql_type = "VARCHAR(4)", mapping = "$.ticker" } ]
+/// [inputs.source]
+/// kind = "file"                        # file | recorded | stdin | generator | kinesis | firehose
+/// path = "input.jsonl"                 # file, recorded
+/// # rate = 10, seed = 42, limit = 1000 # generator
+/// # name = "rides", arn = "arn:..."    # kinesis, firehose: not supported in this build
+///
+/// [[references]]
+/// table_name = "COMPANIES"
+/// path = "companies.csv"               # or s3 = { bucket_arn = "...", file_key = "..." }
+/// skip_header_lines = 1                # default 0
+/// [references.schema]                  # as for inputs
+///
+/// [[outputs]]
+/// stream = "DESTINATION_SQL_STREAM"    # in-application stream, exact name
+/// format = "JSON"                      # or "CSV", default JSON
+/// [outputs.destination]
+/// kind = "stdout"                      # stdout (default) | file | kinesis | firehose | lambda
+/// # path = "out.jsonl"                 # file
+/// # name = "...", arn = "arn:..."      # kinesis, firehose, lambda: not supported in this build
+/// ```
+pub fn load_manifest(path: &Path) -> Result<AppSpec> {
+    let text = read(path)?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let is_json =
+        path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) || text.trim_start().starts_with('{');
+    let default_name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let loaded = if is_json {
+        let json: Json =
+            serde_json::from_str(&text).map_err(|e| config(format!("{}: invalid JSON: {e}", path.display())))?;
+        if looks_like_manifest(&json) {
+            let manifest: Manifest =
+                serde_json::from_value(json).map_err(|e| config(format!("{}: {e}", path.display())))?;
+            from_manifest(manifest, &base_dir, &default_name)
+        } else {
+            from_describe_application(&json, &base_dir)
+        }
+    } else {
+        parse_manifest_with_name(&text, &base_dir, &default_name)
+    };
+    loaded.map_err(|e| match e {
+        SluiceError::Config(msg) if !msg.starts_with(&path.display().to_string()) => {
+            config(format!("{}: {msg}", path.display()))
+        }
+        other => other,
+    })
+}
+
+/// Parses a TOML manifest from text; relative paths resolve against `base_dir`.
+pub fn parse_manifest(text: &str, base_dir: &Path) -> Result<AppSpec> {
+    parse_manifest_with_name(text, base_dir, "application")
+}
+
+fn parse_manifest_with_name(text: &str, base_dir: &Path, default_name: &str) -> Result<AppSpec> {
+    let manifest: Manifest = toml::from_str(text).map_err(|e| config(e.to_string().trim_end().to_string()))?;
+    from_manifest(manifest, base_dir, default_name)
+}
+
+fn looks_like_manifest(json: &Json) -> bool {
+    const KEYS: [&str; 5] = ["code", "code_text", "inputs", "outputs", "describe_application"];
+    json.as_object()
+        .is_some_and(|o| o.keys().any(|k| KEYS.contains(&k.as_str())))
+}
+
+fn from_manifest(m: Manifest, base_dir: &Path, default_name: &str) -> Result<AppSpec> {
+    if m.code.is_some() && m.code_text.is_some() {
+        return Err(config(
+            "give either `code` (a file) or `code_text` (inline SQL), not both",
+        ));
+    }
+    let code = match (&m.code, &m.code_text) {
+        (Some(file), _) => Some(read(&base_dir.join(file))?),
+        (None, Some(text)) => Some(text.clone()),
+        (None, None) => None,
+    };
+
+    if let Some(json_file) = &m.describe_application {
+        let json_path = base_dir.join(json_file);
+        let text = read(&json_path)?;
+        let json: Json =
+            serde_json::from_str(&text).map_err(|e| config(format!("{}: invalid JSON: {e}", json_path.display())))?;
+        let json_dir = json_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut app =
+            from_describe_application(&json, &json_dir).map_err(|e| config(format!("{}: {e}", json_path.display())))?;
+        if let Some(name) = m.name {
+            app.name = name;
+        }
+        if let Some(sql) = code {
+            app.sql = sql;
+        }
+        apply_overrides(&mut app, m.inputs, m.references, m.outputs, base_dir)?;
+        return Ok(app);
+    }
+
+    let sql = code.ok_or_else(|| config("the manifest needs `code` (path of the SQL file) or `code_text`"))?;
+    let mut inputs = Vec::new();
+    for (i, input) in m.inputs.into_iter().enumerate() {
+        let prefix = input.name_prefix.unwrap_or_else(|| DEFAULT_NAME_PREFIX.to_string());
+        let what = format!("inputs[{i}] ({prefix})");
+        let schema = input
+            .schema
+            .ok_or_else(|| config(format!("{what}: [inputs.schema] is missing")))?;
+        let source = input
+            .source
+            .ok_or_else(|| config(format!("{what}: [inputs.source] is missing")))?;
+        inputs.push(InputSpec {
+            name_prefix: prefix,
+            stream_name: None,
+            parallelism: input.parallelism.unwrap_or(1),
+            schema: manifest_schema(&schema).map_err(|e| config(format!("{what}.schema: {e}")))?,
+            source: manifest_source(&source, base_dir).map_err(|e| config(format!("{what}.source: {e}")))?,
+        });
+    }
+    let mut references = Vec::new();
+    for (i, r) in m.references.into_iter().enumerate() {
+        let what = format!("references[{i}] ({})", r.table_name);
+        let schema = r
+            .schema
+            .as_ref()
+            .ok_or_else(|| config(format!("{what}: [references.schema] is missing")))?;
+        references.push(ReferenceSpec {
+            table: r.table_name.clone(),
+            schema: manifest_schema(schema).map_err(|e| config(format!("{what}.schema: {e}")))?,
+            path: reference_path(&r, base_dir)
+                .map_err(|e| config(format!("{what}: {e}")))?
+                .ok_or_else(|| config(format!("{what}: give `path` (a local file) or `s3`")))?,
+            skip_header_lines: r.skip_header_lines.unwrap_or(0),
+        });
+    }
+    let mut outputs = Vec::new();
+    for (i, o) in m.outputs.into_iter().enumerate() {
+        let what = format!("outputs[{i}] ({})", o.stream);
+        outputs.push(OutputSpec {
+            format: output_format(o.format.as_deref()).map_err(|e| config(format!("{what}: {e}")))?,
+            destination: manifest_destination(o.destination.as_ref(), base_dir)
+                .map_err(|e| config(format!("{what}.destination: {e}")))?,
+            stream: o.stream,
+        });
+    }
+    Ok(AppSpec {
+        name: m.name.unwrap_or_else(|| default_name.to_string()),
+        sql,
+        inputs,
+        references,
+        outputs,
+    })
+}
+
+/// Replaces the sources, reference files and destinations of an exported application.
+fn apply_overrides(
+    app: &mut AppSpec,
+    inputs: Vec<ManifestInput>,
+    references: Vec<ManifestReference>,
+    outputs: Vec<ManifestOutput>,
+    base_dir: &Path,
+) -> Result<()> {
+    for (i, o) in inputs.into_iter().enumerate() {
+        let index = match &o.name_prefix {
+            Some(prefix) => app.inputs.iter().position(|x| &x.name_prefix == prefix),
+            None => app
+                .inputs
+                .iter()
+                .position(|x| x.name_prefix == DEFAULT_NAME_PREFIX)
+                .or_else(|| (app.inputs.len() == 1).then_some(0)),
+        };
+        let prefix = o.name_prefix.clone().unwrap_or_else(|| DEFAULT_NAME_PREFIX.to_string());
+        let what = format!("inputs[{i}] ({prefix})");
+        let Some(index) = index else {
+            let known: Vec<&str> = app.inputs.iter().map(|x| x.name_prefix.as_str()).collect();
+            return Err(config(format!(
+                "{what}: the application has no input with name prefix '{prefix}' (it has: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        };
+        let target = &mut app.inputs[index];
+        if let Some(p) = o.parallelism {
+            target.parallelism = p;
+        }
+        if let Some(schema) = &o.schema {
+            target.schema = manifest_schema(schema).map_err(|e| config(format!("{what}.schema: {e}")))?;
+        }
+        if let Some(source) = &o.source {
+            target.source = manifest_source(source, base_dir).map_err(|e| config(format!("{what}.source: {e}")))?;
+        }
+    }
+    for (i, r) in references.into_iter().enumerate() {
+        let what = format!("references[{i}] ({})", r.table_name);
+        let path = reference_path(&r, base_dir).map_err(|e| config(format!("{what}: {e}")))?;
+        let schema = match &r.schema {
+            Some(s) => Some(manifest_schema(s).map_err(|e| config(format!("{what}.schema: {e}")))?),
+            None => None,
+        };
+        match app.references.iter_mut().find(|x| x.table == r.table_name) {
+            Some(target) => {
+                if let Some(path) = path {
+                    target.path = path;
+                }
+                if let Some(schema) = schema {
+                    target.schema = schema;
+                }
+                if let Some(n) = r.skip_header_lines {
+                    target.skip_header_lines = n;
+                }
+            }
+            None => app.references.push(ReferenceSpec {
+                table: r.table_name.clone(),
+                schema: schema.ok_or_else(|| {
+                    config(format!(
+                        "{what}: not in the exported application, so it needs [references.schema]"
+                    ))
+                })?,
+                path: path.ok_or_else(|| {
+                    config(format!(
+                        "{what}: not in the exported application, so it needs `path` or `s3`"
+                    ))
+                })?,
+                skip_header_lines: r.skip_header_lines.unwrap_or(0),
+            }),
+        }
+    }
+    let mut replaced = vec![false; app.outputs.len()];
+    for (i, o) in outputs.into_iter().enumerate() {
+        let what = format!("outputs[{i}] ({})", o.stream);
+        let format = match &o.format {
+            Some(f) => Some(output_format(Some(f)).map_err(|e| config(format!("{what}: {e}")))?),
+            None => None,
+        };
+        let destination = manifest_destination(o.destination.as_ref(), base_dir)
+            .map_err(|e| config(format!("{what}.destination: {e}")))?;
+        match (0..app.outputs.len()).find(|&k| !replaced[k] && app.outputs[k].stream == o.stream) {
+            Some(k) => {
+                replaced[k] = true;
+                app.outputs[k].destination = destination;
+                if let Some(format) = format {
+                    app.outputs[k].format = format;
+                }
+            }
+            None => {
+                app.outputs.push(OutputSpec {
+                    stream: o.stream,
+                    format: format.unwrap_or(OutputFormat::Json),
+                    destination,
+                });
+                replaced.push(true);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn manifest_schema(s: &ManifestSchema) -> std::result::Result<RecordSchema, String> {
+    let format = record_format(
+        &s.record_format,
+        s.record_row_path.as_deref(),
+        s.record_row_delimiter.as_deref(),
+        s.record_column_delimiter.as_deref(),
+    )?;
+    check_encoding(s.record_encoding.as_deref())?;
+    let columns = s
+        .columns
+        .iter()
+        .map(|c| record_column(&c.name, &c.sql_type, c.mapping.as_deref(), &format))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordSchema { columns, format })
+}
+
+fn record_format(
+    format_type: &str,
+    row_path: Option<&str>,
+    row_delimiter: Option<&str>,
+    column_delimiter: Option<&str>,
+) -> std::result::Result<RecordFormat, String> {
+    match format_type.trim().to_ascii_uppercase().as_str() {
+        "JSON" => {
+            if row_delimiter.is_some() || column_delimiter.is_some() {
+                return Err("record_row_delimiter / record_column_delimiter apply to CSV only".into());
+            }
+            Ok(RecordFormat::Json {
+                row_path: row_path.unwrap_or("$").to_string(),
+            })
+        }
+        "CSV" => {
+            if row_path.is_some() {
+                return Err("record_row_path applies to JSON only".into());
+            }
+            Ok(RecordFormat::Csv {
+                row_delimiter: row_delimiter.unwrap_or("\n").to_string(),
+                column_delimiter: column_delimiter.unwrap_or(",").to_string(),
+            })
+        }
+        other => Err(format!("record format '{other}' is not JSON or CSV")),
+    }
+}
+
+fn check_encoding(encoding: Option<&str>) -> std::result::Result<(), String> {
+    match encoding {
+        None => Ok(()),
+        Some(e) if matches!(e.trim().to_ascii_uppercase().as_str(), "UTF-8" | "UTF8") => Ok(()),
+        Some(e) => Err(format!("record encoding '{e}' is not supported (only UTF-8)")),
+    }
+}
+
+fn record_column(
+    name: &str,
+    sql_type: &str,
+    mapping: Option<&str>,
+    format: &RecordFormat,
+) -> std::result::Result<RecordColumn, String> {
+    let sql_type = SqlType::parse(sql_type).map_err(|e| format!("column {name}: {e}"))?;
+    let mapping = match format {
+        // KDA requires a mapping for JSON columns; `$.NAME` is what schema discovery writes.
+        RecordFormat::Json { .. } => Some(mapping.map(str::to_string).unwrap_or_else(|| format!("$.{name}"))),
+        RecordFormat::Csv { .. } => None,
+    };
+    Ok(RecordColumn {
+        column: ColumnDef::new(name, sql_type),
+        mapping,
+    })
+}
+
+fn not_for_kind(kind: &str, fields: &[(&str, bool)]) -> std::result::Result<(), String> {
+    match fields.iter().find(|(_, present)| *present) {
+        Some((field, _)) => Err(format!("`{field}` is not a setting of kind = \"{kind}\"")),
+        None => Ok(()),
+    }
+}
+
+fn manifest_source(s: &ManifestSource, base_dir: &Path) -> std::result::Result<SourceSpec, String> {
+    let kind = s.kind.trim().to_ascii_lowercase();
+    let path = s.path.is_some();
+    let generator = [
+        ("rate", s.rate.is_some()),
+        ("seed", s.seed.is_some()),
+        ("limit", s.limit.is_some()),
+    ];
+    let remote = [("name", s.name.is_some()), ("arn", s.arn.is_some())];
+    match kind.as_str() {
+        "file" | "recorded" => {
+            not_for_kind(&kind, &generator)?;
+            not_for_kind(&kind, &remote)?;
+            let p = base_dir.join(
+                s.path
+                    .as_deref()
+                    .ok_or_else(|| format!("kind = \"{kind}\" needs `path`"))?,
+            );
+            Ok(if kind == "file" {
+                SourceSpec::File { path: p }
+            } else {
+                SourceSpec::Recorded { path: p }
+            })
+        }
+        "stdin" => {
+            not_for_kind(&kind, &[("path", path)])?;
+            not_for_kind(&kind, &generator)?;
+            not_for_kind(&kind, &remote)?;
+            Ok(SourceSpec::Stdin)
+        }
+        "generator" => {
+            not_for_kind(&kind, &[("path", path)])?;
+            not_for_kind(&kind, &remote)?;
+            let rate = s.rate.unwrap_or(DEFAULT_GENERATOR_RATE);
+            if rate == 0 {
+                return Err("generator rate must be at least 1 record per second".into());
+            }
+            Ok(SourceSpec::Generator {
+                rate,
+                seed: s.seed.unwrap_or(DEFAULT_GENERATOR_SEED),
+                limit: s.limit,
+            })
+        }
+        "kinesis" | "firehose" => {
+            not_for_kind(&kind, &[("path", path)])?;
+            not_for_kind(&kind, &generator)?;
+            let target = match (&s.name, &s.arn) {
+                (_, Some(arn)) => arn.clone(),
+                (Some(name), None) => format!("'{name}'"),
+                (None, None) => return Err(format!("kind = \"{kind}\" needs `name` or `arn`")),
+            };
+            Ok(unsupported_source(&kind, &target, None))
+        }
+        other => Err(format!(
+            "unknown source kind '{other}' (expected file, recorded, stdin, generator, kinesis or firehose)"
+        )),
+    }
+}
+
+fn unsupported_source(kind: &str, target: &str, preprocessor: Option<&str>) -> SourceSpec {
+    let what = if kind == "kinesis" {
+        "Kinesis data stream"
+    } else {
+        "Kinesis Data Firehose delivery stream"
+    };
+    let mut detail = format!(
+        "reads from the {what} {target}, which this build cannot do yet ({what} input comes in a later release); \
+         replace the source with kind = \"file\", \"stdin\" or \"generator\" to run locally"
+    );
+    if let Some(lambda) = preprocessor {
+        detail.push_str(&format!(
+            " (the input's Lambda preprocessor {lambda} is not supported either)"
+        ));
+    }
+    SourceSpec::Unsupported {
+        kind: kind.to_string(),
+        detail,
+    }
+}
+
+fn reference_path(r: &ManifestReference, base_dir: &Path) -> std::result::Result<Option<PathBuf>, String> {
+    match (&r.path, &r.s3) {
+        (Some(_), Some(_)) => Err("give either `path` or `s3`, not both".into()),
+        (Some(p), None) if p.starts_with(S3_PREFIX) => Ok(Some(PathBuf::from(p))),
+        (Some(p), None) => Ok(Some(base_dir.join(p))),
+        (None, Some(s3)) => Ok(Some(s3_path(&s3.bucket_arn, &s3.file_key))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// `arn:aws:s3:::bucket` + `key` → `s3://bucket/key`.
+fn s3_path(bucket_arn: &str, file_key: &str) -> PathBuf {
+    let bucket = bucket_arn.rsplit(":::").next().unwrap_or(bucket_arn);
+    let bucket = bucket.strip_prefix(S3_PREFIX).unwrap_or(bucket).trim_end_matches('/');
+    PathBuf::from(format!("{S3_PREFIX}{bucket}/{}", file_key.trim_start_matches('/')))
+}
+
+/// The S3 location (`s3://bucket/key`) of a reference table that reads from S3, which
+/// this build does not do yet.
+pub fn s3_location(reference: &ReferenceSpec) -> Option<String> {
+    let p = reference.path.to_string_lossy();
+    p.starts_with(S3_PREFIX).then(|| p.into_owned())
+}
+
+fn output_format(format: Option<&str>) -> std::result::Result<OutputFormat, String> {
+    match format.map(|f| f.trim().to_ascii_uppercase()).as_deref() {
+        None | Some("JSON") => Ok(OutputFormat::Json),
+        Some("CSV") => Ok(OutputFormat::Csv),
+        Some(other) => Err(format!("output format '{other}' is not JSON or CSV")),
+    }
+}
+
+fn manifest_destination(
+    d: Option<&ManifestDestination>,
+    base_dir: &Path,
+) -> std::result::Result<DestinationSpec, String> {
+    let Some(d) = d else { return Ok(DestinationSpec::Stdout) };
+    let kind = d.kind.trim().to_ascii_lowercase();
+    let path = d.path.is_some();
+    let remote = [("name", d.name.is_some()), ("arn", d.arn.is_some())];
+    match kind.as_str() {
+        "stdout" => {
+            not_for_kind(&kind, &[("path", path)])?;
+            not_for_kind(&kind, &remote)?;
+            Ok(DestinationSpec::Stdout)
+        }
+        "file" => {
+            not_for_kind(&kind, &remote)?;
+            let p = d.path.as_deref().ok_or("kind = \"file\" needs `path`")?;
+            Ok(DestinationSpec::File { path: base_dir.join(p) })
+        }
+        "kinesis" | "firehose" | "lambda" => {
+            not_for_kind(&kind, &[("path", path)])?;
+            let target = match (&d.name, &d.arn) {
+                (_, Some(arn)) => arn.clone(),
+                (Some(name), None) => format!("'{name}'"),
+                (None, None) => return Err(format!("kind = \"{kind}\" needs `name` or `arn`")),
+            };
+            Ok(unsupported_destination(&kind, &target))
+        }
+        other => Err(format!(
+            "unknown destination kind '{other}' (expected stdout, file, kinesis, firehose or lambda)"
+        )),
+    }
+}
+
+fn unsupported_destination(kind: &str, target: &str) -> DestinationSpec {
+    let what = match kind {
+        "kinesis" => "Kinesis data stream",
+        "firehose" => "Kinesis Data Firehose delivery stream",
+        _ => "AWS Lambda function",
+    };
+    DestinationSpec::Unsupported {
+        kind: kind.to_string(),
+        detail: format!(
+            "delivers to the {what} {target}, which this build cannot do yet ({what} output comes in a later release); \
+             replace the destination with kind = \"stdout\" or \"file\" to run locally"
+        ),
+    }
+}
+
+// =======================================================================================
+// describe-application JSON
+// =======================================================================================
+
+/// The first of `names` present in the object `v`.
+fn field<'a>(v: &'a Json, names: &[&str]) -> Option<&'a Json> {
+    names.iter().find_map(|n| v.get(*n)).filter(|x| !x.is_null())
+}
+
+fn str_field<'a>(v: &'a Json, names: &[&str]) -> Option<&'a str> {
+    field(v, names).and_then(Json::as_str)
+}
+
+fn array_field<'a>(v: &'a Json, names: &[&str]) -> &'a [Json] {
+    field(v, names)
+        .and_then(Json::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+/// Builds an [`AppSpec`] from the JSON `aws kinesisanalytics describe-application`
+/// prints (`{"ApplicationDetail": {...}}`, or the detail object itself). Also accepted:
+/// the `kinesisanalyticsv2` shape (`ApplicationConfigurationDescription.
+/// SqlApplicationConfigurationDescription`) and a CreateApplication request (`Inputs`,
+/// `Outputs`, `ReferenceDataSources`). Kinesis / Firehose inputs, Kinesis / Firehose /
+/// Lambda outputs and S3 reference data load as `Unsupported` sources and destinations
+/// (S3 as an `s3://` path, see [`s3_location`]) whose detail names the ARN;
+/// [`validate`] reports them. `base_dir` resolves an `ApplicationCode` of the form
+/// `file://app.sql`.
+pub fn from_describe_application(json: &Json, base_dir: &Path) -> Result<AppSpec> {
+    let detail = json.get("ApplicationDetail").unwrap_or(json);
+    if !detail.is_object() {
+        return Err(config(
+            "describe-application JSON must be an object with \"ApplicationDetail\"",
+        ));
+    }
+    let v2_config = field(
+        detail,
+        &["ApplicationConfigurationDescription", "ApplicationConfiguration"],
+    );
+    if let Some(runtime) = str_field(detail, &["RuntimeEnvironment"])
+        && !runtime.to_ascii_uppercase().starts_with("SQL")
+    {
+        return Err(config(format!(
+            "the application's runtime is {runtime}: sluice runs SQL applications only"
+        )));
+    }
+    let sql_config = v2_config
+        .and_then(|c| {
+            field(
+                c,
+                &["SqlApplicationConfigurationDescription", "SqlApplicationConfiguration"],
+            )
+        })
+        .unwrap_or(detail);
+
+    let name = str_field(detail, &["ApplicationName"])
+        .unwrap_or("application")
+        .to_string();
+    let code = str_field(detail, &["ApplicationCode"])
+        .or_else(|| {
+            let code_config = field(
+                v2_config?,
+                &[
+                    "ApplicationCodeConfigurationDescription",
+                    "ApplicationCodeConfiguration",
+                ],
+            )?;
+            let content = field(code_config, &["CodeContentDescription", "CodeContent"])?;
+            str_field(content, &["TextContent"])
+        })
+        .unwrap_or("");
+    let sql = match code.trim().strip_prefix("file://") {
+        Some(file) if !file.contains('\n') => read(&base_dir.join(file))?,
+        _ => code.to_string(),
+    };
+
+    let mut inputs = Vec::new();
+    for (i, input) in array_field(sql_config, &["InputDescriptions", "Inputs"])
+        .iter()
+        .enumerate()
+    {
+        let prefix = str_field(input, &["NamePrefix"])
+            .ok_or_else(|| config(format!("InputDescriptions[{i}]: NamePrefix is missing")))?
+            .to_string();
+        let what = format!("input {prefix}");
+        let schema_json =
+            field(input, &["InputSchema"]).ok_or_else(|| config(format!("{what}: InputSchema is missing")))?;
+        let schema = json_schema(schema_json).map_err(|e| config(format!("{what}: {e}")))?;
+        let parallelism = field(input, &["InputParallelism"])
+            .and_then(|p| field(p, &["Count"]))
+            .and_then(Json::as_u64)
+            .map(|c| c as u32)
+            .or_else(|| {
+                let names = array_field(input, &["InAppStreamNames"]);
+                (!names.is_empty()).then_some(names.len() as u32)
+            })
+            .unwrap_or(1);
+        let preprocessor = field(
+            input,
+            &[
+                "InputProcessingConfigurationDescription",
+                "InputProcessingConfiguration",
+            ],
+        )
+        .and_then(|p| field(p, &["InputLambdaProcessorDescription", "InputLambdaProcessor"]))
+        .and_then(|l| str_field(l, &["ResourceARN"]));
+        let source = if let Some(k) = field(input, &["KinesisStreamsInputDescription", "KinesisStreamsInput"]) {
+            unsupported_source(
+                "kinesis",
+                str_field(k, &["ResourceARN"]).unwrap_or("(no ARN)"),
+                preprocessor,
+            )
+        } else if let Some(f) = field(input, &["KinesisFirehoseInputDescription", "KinesisFirehoseInput"]) {
+            unsupported_source(
+                "firehose",
+                str_field(f, &["ResourceARN"]).unwrap_or("(no ARN)"),
+                preprocessor,
+            )
+        } else {
+            SourceSpec::Unsupported {
+                kind: "none".to_string(),
+                detail: "has no streaming source in the exported configuration; give it one in a manifest \
+                         (kind = \"file\", \"stdin\" or \"generator\")"
+                    .to_string(),
+            }
+        };
+        inputs.push(InputSpec {
+            name_prefix: prefix,
+            stream_name: None,
+            parallelism,
+            schema,
+            source,
+        });
+    }
+
+    let mut references = Vec::new();
+    for (i, r) in array_field(sql_config, &["ReferenceDataSourceDescriptions", "ReferenceDataSources"])
+        .iter()
+        .enumerate()
+    {
+        let table = str_field(r, &["TableName"])
+            .ok_or_else(|| config(format!("ReferenceDataSourceDescriptions[{i}]: TableName is missing")))?
+            .to_string();
+        let what = format!("reference table {table}");
+        let schema_json =
+            field(r, &["ReferenceSchema"]).ok_or_else(|| config(format!("{what}: ReferenceSchema is missing")))?;
+        let schema = json_schema(schema_json).map_err(|e| config(format!("{what}: {e}")))?;
+        let s3 = field(r, &["S3ReferenceDataSourceDescription", "S3ReferenceDataSource"])
+            .ok_or_else(|| config(format!("{what}: S3ReferenceDataSourceDescription is missing")))?;
+        let bucket = str_field(s3, &["BucketARN"]).ok_or_else(|| config(format!("{what}: BucketARN is missing")))?;
+        let key = str_field(s3, &["FileKey"]).ok_or_else(|| config(format!("{what}: FileKey is missing")))?;
+        references.push(ReferenceSpec {
+            table,
+            schema,
+            path: s3_path(bucket, key),
+            skip_header_lines: 0,
+        });
+    }
+
+    let mut outputs = Vec::new();
+    for (i, o) in array_field(sql_config, &["OutputDescriptions", "Outputs"])
+        .iter()
+        .enumerate()
+    {
+        let stream = str_field(o, &["Name"])
+            .ok_or_else(|| config(format!("OutputDescriptions[{i}]: Name is missing")))?
+            .to_string();
+        let format_type = field(o, &["DestinationSchema"]).and_then(|d| str_field(d, &["RecordFormatType"]));
+        let format = output_format(format_type).map_err(|e| config(format!("output {stream}: {e}")))?;
+        let arn = |names: &[&str]| field(o, names).map(|d| str_field(d, &["ResourceARN"]).unwrap_or("(no ARN)"));
+        let destination = if let Some(a) = arn(&["KinesisStreamsOutputDescription", "KinesisStreamsOutput"]) {
+            unsupported_destination("kinesis", a)
+        } else if let Some(a) = arn(&["KinesisFirehoseOutputDescription", "KinesisFirehoseOutput"]) {
+            unsupported_destination("firehose", a)
+        } else if let Some(a) = arn(&["LambdaOutputDescription", "LambdaOutput"]) {
+            unsupported_destination("lambda", a)
+        } else {
+            DestinationSpec::Unsupported {
+                kind: "none".to_string(),
+                detail: "has no destination in the exported configuration; give it one in a manifest \
+                         (kind = \"stdout\" or \"file\")"
+                    .to_string(),
+            }
+        };
+        outputs.push(OutputSpec {
+            stream,
+            format,
+            destination,
+        });
+    }
+
+    Ok(AppSpec {
+        name,
+        sql,
+        inputs,
+        references,
+        outputs,
+    })
+}
+
+/// An InputSchema / ReferenceSchema object → [`RecordSchema`].
+fn json_schema(schema: &Json) -> std::result::Result<RecordSchema, String> {
+    let rf = field(schema, &["RecordFormat"]).ok_or("RecordFormat is missing")?;
+    let format_type = str_field(rf, &["RecordFormatType"]).ok_or("RecordFormat.RecordFormatType is missing")?;
+    let mapping = field(rf, &["MappingParameters"]);
+    let json_params = mapping.and_then(|m| field(m, &["JSONMappingParameters"]));
+    let csv_params = mapping.and_then(|m| field(m, &["CSVMappingParameters"]));
+    let format = match format_type.trim().to_ascii_uppercase().as_str() {
+        "JSON" => record_format(
+            "JSON",
+            json_params.and_then(|p| str_field(p, &["RecordRowPath"])),
+            None,
+            None,
+        )?,
+        "CSV" => record_format(
+            "CSV",
+            None,
+            csv_params.and_then(|p| str_field(p, &["RecordRowDelimiter"])),
+            csv_params.and_then(|p| str_field(p, &["RecordColumnDelimiter"])),
+        )?,
+        other => return Err(format!("RecordFormatType '{other}' is not JSON or CSV")),
+    };
+    check_encoding(str_field(schema, &["RecordEncoding"]))?;
+    let columns = array_field(schema, &["RecordColumns"])
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let name = str_field(c, &["Name"]).ok_or_else(|| format!("RecordColumns[{i}]: Name is missing"))?;
+            let sql_type =
+                str_field(c, &["SqlType"]).ok_or_else(|| format!("RecordColumns[{i}] ({name}): SqlType is missing"))?;
+            record_column(name, sql_type, str_field(c, &["Mapping"]), &format)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordSchema { columns, format })
+}
+
+// =======================================================================================
+// Validation
+// =======================================================================================
+
+/// What [`check`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validation {
+    /// Structural errors: the application cannot run.
+    pub errors: Vec<String>,
+    /// Sources, reference data and destinations this build cannot use yet.
+    pub unsupported: Vec<String>,
+    /// Warning-level notes (e.g. beyond KDA's limits, which sluice does not enforce).
+    pub notes: Vec<String>,
+}
+
+impl Validation {
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty() && self.unsupported.is_empty()
+    }
+}
+
+/// Checks an application before it runs: Unsupported sources, reference data and
+/// destinations, and structural errors (no inputs, duplicate names, bad parallelism,
+/// empty schemas ...). Returns every finding at once.
+pub fn check(app: &AppSpec) -> Validation {
+    let mut v = Validation::default();
+    if app.name.trim().is_empty() {
+        v.errors.push("the application has no name".into());
+    }
+    if app.sql.trim().is_empty() {
+        v.errors.push("the application code is empty".into());
+    }
+    if app.inputs.is_empty() {
+        v.errors
+            .push("the application has no inputs (at least one [[inputs]] is needed)".into());
+    }
+
+    let mut prefixes: Vec<&str> = Vec::new();
+    let mut streams: Vec<String> = Vec::new();
+    for input in &app.inputs {
+        let who = format!("input {}", input.name_prefix);
+        if input.name_prefix.trim().is_empty() {
+            v.errors.push("an input has an empty name prefix".into());
+        } else if prefixes.contains(&input.name_prefix.as_str()) {
+            v.errors.push(format!("{who}: the name prefix is used by two inputs"));
+        }
+        prefixes.push(&input.name_prefix);
+        if input.name_prefix.chars().count() > 32 {
+            v.notes.push(format!("{who}: KDA limits NamePrefix to 32 characters"));
+        }
+        if input.parallelism == 0 || input.parallelism > KDA_MAX_PARALLELISM {
+            v.errors.push(format!(
+                "{who}: parallelism {} is outside 1..={KDA_MAX_PARALLELISM}",
+                input.parallelism
+            ));
+        }
+        for s in input.stream_names() {
+            if streams.contains(&s) {
+                v.errors
+                    .push(format!("{who}: in-application stream {s} is created by two inputs"));
+            }
+            streams.push(s);
+        }
+        check_schema(&who, &input.schema, &mut v);
+        if let SourceSpec::Unsupported { detail, .. } = &input.source {
+            v.unsupported.push(format!("{who} {detail}"));
+        }
+    }
+    if app.inputs.len() > 1 {
+        v.notes.push(format!(
+            "{} inputs: KDA allows one streaming source per application; sluice runs them all",
+            app.inputs.len()
+        ));
+    }
+
+    let mut tables: Vec<&str> = Vec::new();
+    for r in &app.references {
+        let who = format!("reference table {}", r.table);
+        if r.table.trim().is_empty() {
+            v.errors.push("a reference table has an empty name".into());
+        } else if tables.contains(&r.table.as_str()) {
+            v.errors.push(format!("{who}: the table name is used twice"));
+        } else if streams.contains(&r.table) {
+            v.errors.push(format!("{who}: an input stream has the same name"));
+        }
+        tables.push(&r.table);
+        check_schema(&who, &r.schema, &mut v);
+        if let Some(location) = s3_location(r) {
+            v.unsupported.push(format!(
+                "{who} reads the S3 object {location}, which this build cannot do yet (S3 reference data comes in \
+                 a later release); give the reference a local `path` to run locally"
+            ));
+        }
+    }
+    if app.references.len() > 1 {
+        v.notes.push(format!(
+            "{} reference tables: KDA allows one reference data source per application; sluice loads them all",
+            app.references.len()
+        ));
+    }
+
+    let mut seen: Vec<(&str, &DestinationSpec)> = Vec::new();
+    let mut files: Vec<&PathBuf> = Vec::new();
+    for o in &app.outputs {
+        let who = format!("output {}", o.stream);
+        if o.stream.trim().is_empty() {
+            v.errors.push("an output has an empty stream name".into());
+        }
+        if seen.iter().any(|(s, d)| *s == o.stream && **d == o.destination) {
+            v.errors.push(format!(
+                "{who}: the same stream is delivered twice to the same destination"
+            ));
+        }
+        seen.push((&o.stream, &o.destination));
+        match &o.destination {
+            DestinationSpec::Unsupported { detail, .. } => v.unsupported.push(format!("{who} {detail}")),
+            DestinationSpec::File { path } => {
+                if files.contains(&path) {
+                    v.errors
+                        .push(format!("{who}: the file {} receives two outputs", path.display()));
+                }
+                files.push(path);
+            }
+            _ => {}
+        }
+    }
+    if app.outputs.len() > KDA_MAX_OUTPUTS {
+        v.notes.push(format!(
+            "{} outputs: KDA allows at most {KDA_MAX_OUTPUTS} per application; sluice delivers them all",
+            app.outputs.len()
+        ));
+    }
+    v
+}
+
+fn check_schema(who: &str, schema: &RecordSchema, v: &mut Validation) {
+    if schema.columns.is_empty() {
+        v.errors.push(format!("{who}: the schema has no columns"));
+    }
+    if schema.columns.len() > 1000 {
+        v.notes
+            .push(format!("{who}: KDA allows at most 1000 columns per schema"));
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for c in &schema.columns {
+        let name = c.column.name.as_str();
+        if name.is_empty() {
+            v.errors.push(format!("{who}: a column has an empty name"));
+        } else if names.contains(&name) {
+            v.errors.push(format!("{who}: column {name} appears twice"));
+        }
+        names.push(name);
+        if matches!(schema.format, RecordFormat::Json { .. }) && c.mapping.as_deref().is_none_or(str::is_empty) {
+            v.errors.push(format!("{who}: JSON column {name} has no mapping"));
+        }
+    }
+    if let RecordFormat::Csv {
+        row_delimiter,
+        column_delimiter,
+    } = &schema.format
+        && (row_delimiter.is_empty() || column_delimiter.is_empty())
+    {
+        v.errors.push(format!("{who}: CSV delimiters must not be empty"));
+    }
+}
+
+/// Validates an application before it runs. Errors with one message listing every
+/// structural error and every source, reference or destination this build cannot use
+/// (each naming its stream / table and ARN); warning-level notes (such as more than
+/// three outputs, which KDA forbids and sluice allows) are logged, not errors. Use
+/// [`check`] to get the notes too.
+pub fn validate(app: &AppSpec) -> Result<()> {
+    let v = check(app);
+    for note in &v.notes {
+        tracing::warn!("{note}");
+    }
+    if v.is_ok() {
+        return Ok(());
+    }
+    let mut msg = String::new();
+    if !v.errors.is_empty() {
+        msg.push_str(&format!("application {} is not valid:", app.name));
+        for e in &v.errors {
+            msg.push_str(&format!("\n  - {e}"));
+        }
+    }
+    if !v.unsupported.is_empty() {
+        if !msg.is_empty() {
+            msg.push('\n');
+        }
+        msg.push_str(&format!(
+            "this build cannot run application {} as configured:",
+            app.name
+        ));
+        for u in &v.unsupported {
+            msg.push_str(&format!("\n  - {u}"));
+        }
+    }
+    Err(SluiceError::Config(msg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOML_MANIFEST: &str = r#"
+name = "ride-analytics"
+description = "per-minute ride counts"
+code_text = "CREATE OR REPLACE STREAM \"DESTINATION_SQL_STREAM\" (CITY VARCHAR(16), RIDES INTEGER);"
+
+[[inputs]]
+parallelism = 2
+[inputs.schema]
+record_format = "JSON"
+record_encoding = "UTF-8"
+columns = [
+  { name = "RIDE_ID", sql_type = "VARCHAR(16)", mapping = "$.ride_id" },
+  { name = "city",    sql_type = "varchar(16)", mapping = "$.city" },
+  { name = "FARE",    sql_type = "REAL" },
+]
+[inputs.source]
+kind = "file"
+path = "rides.jsonl"
+
+[[inputs]]
+name_prefix = "CLICKS"
+[inputs.schema]
+record_format = "CSV"
+record_column_delimiter = "|"
+columns = [ { name = "URL", sql_type = "VARCHAR(256)" }, { name = "N", sql_type = "INTEGER" } ]
+[inputs.source]
+kind = "generator"
+rate = 100
+limit = 1000
+
+[[references]]
+table_name = "Cities"
+path = "cities.csv"
+skip_header_lines = 1
+[references.schema]
+record_format = "CSV"
+columns = [ { name = "CITY", sql_type = "VARCHAR(16)" }, { name = "COUNTRY", sql_type = "CHAR(2)" } ]
+
+[[outputs]]
+stream = "DESTINATION_SQL_STREAM"
+format = "CSV"
+[outputs.destination]
+kind = "file"
+path = "out/rides.csv"
+
+[[outputs]]
+stream = "error_stream"
+"#;
+
+    #[test]
+    fn toml_manifest_maps_onto_the_app_spec() {
+        let base = Path::new("/apps/rides");
+        let app = parse_manifest(TOML_MANIFEST, base).unwrap();
+        assert_eq!(app.name, "ride-analytics");
+        assert!(app.sql.starts_with("CREATE OR REPLACE STREAM"));
+        assert_eq!(app.inputs.len(), 2);
+
+        let rides = &app.inputs[0];
+        assert_eq!(rides.name_prefix, DEFAULT_NAME_PREFIX);
+        assert_eq!(rides.parallelism, 2);
+        assert_eq!(
+            rides.stream_names(),
+            vec!["SOURCE_SQL_STREAM_001", "SOURCE_SQL_STREAM_002"]
+        );
+        assert_eq!(rides.schema.format, RecordFormat::Json { row_path: "$".into() });
+        assert_eq!(rides.schema.columns[1].column.name, "city");
+        assert_eq!(rides.schema.columns[1].column.sql_type, SqlType::Varchar(16));
+        assert_eq!(rides.schema.columns[0].mapping.as_deref(), Some("$.ride_id"));
+        assert_eq!(rides.schema.columns[2].mapping.as_deref(), Some("$.FARE"));
+        assert_eq!(
+            rides.source,
+            SourceSpec::File {
+                path: base.join("rides.jsonl")
+            }
+        );
+
+        let clicks = &app.inputs[1];
+        assert_eq!(clicks.stream_names(), vec!["CLICKS_001"]);
+        assert_eq!(
+            clicks.schema.format,
+            RecordFormat::Csv {
+                row_delimiter: "\n".into(),
+                column_delimiter: "|".into()
+            }
+        );
+        assert!(clicks.schema.columns.iter().all(|c| c.mapping.is_none()));
+        assert_eq!(
+            clicks.source,
+            SourceSpec::Generator {
+                rate: 100,
+                seed: DEFAULT_GENERATOR_SEED,
+                limit: Some(1000)
+            }
+        );
+
+        assert_eq!(app.references.len(), 1);
+        assert_eq!(app.references[0].table, "Cities");
+        assert_eq!(app.references[0].path, base.join("cities.csv"));
+        assert_eq!(app.references[0].skip_header_lines, 1);
+        assert_eq!(app.references[0].schema.columns[1].column.sql_type, SqlType::Char(2));
+
+        assert_eq!(app.outputs.len(), 2);
+        assert_eq!(app.outputs[0].stream, "DESTINATION_SQL_STREAM");
+        assert_eq!(app.outputs[0].format, OutputFormat::Csv);
+        assert_eq!(
+            app.outputs[0].destination,
+            DestinationSpec::File {
+                path: base.join("out/rides.csv")
+            }
+        );
+        assert_eq!(app.outputs[1].stream, "error_stream");
+        assert_eq!(app.outputs[1].format, OutputFormat::Json);
+        assert_eq!(app.outputs[1].destination, DestinationSpec::Stdout);
+
+        let v = check(&app);
+        assert!(v.errors.is_empty() && v.unsupported.is_empty(), "{v:?}");
+        assert!(v.notes.iter().any(|n| n.contains("one streaming source")), "{v:?}");
+        validate(&app).unwrap();
+    }
+
+    #[test]
+    fn load_manifest_reads_code_files_and_json_manifests() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("app.sql"),
+            "SELECT STREAM * FROM \"SOURCE_SQL_STREAM_001\";",
+        )
+        .unwrap();
+        let toml_text = TOML_MANIFEST.replace(
+            "code_text = \"CREATE OR REPLACE STREAM \\\"DESTINATION_SQL_STREAM\\\" (CITY VARCHAR(16), RIDES INTEGER);\"",
+            "code = \"app.sql\"",
+        );
+        assert!(toml_text.contains("code = \"app.sql\""));
+        let path = dir.path().join("rides.toml");
+        std::fs::write(&path, toml_text).unwrap();
+        let app = load_manifest(&path).unwrap();
+        assert!(app.sql.starts_with("SELECT STREAM"));
+        assert_eq!(
+            app.inputs[0].source,
+            SourceSpec::File {
+                path: dir.path().join("rides.jsonl")
+            }
+        );
+
+        // The same manifest as JSON.
+        let json_path = dir.path().join("small.json");
+        std::fs::write(
+            &json_path,
+            r#"{"code": "app.sql", "inputs": [{"schema": {"record_format": "JSON",
+                "columns": [{"name": "A", "sql_type": "INTEGER", "mapping": "$.a"}]},
+                "source": {"kind": "stdin"}}]}"#,
+        )
+        .unwrap();
+        let app = load_manifest(&json_path).unwrap();
+        assert_eq!(app.name, "small");
+        assert_eq!(app.inputs[0].source, SourceSpec::Stdin);
+    }
+
+    #[test]
+    fn manifest_errors_name_the_problem() {
+        let err = parse_manifest("code_text = \"x\"\ncodes = 1\n", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("codes"), "{err}");
+        let err = parse_manifest(
+            "code_text = \"x\"\n[[inputs]]\n[inputs.schema]\nrecord_format = \"JSON\"\ncolumns = []\n[inputs.source]\nkind = \"file\"\nrate = 3\npath = \"a\"\n",
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`rate` is not a setting of kind = \"file\""), "{err}");
+        let err = parse_manifest(
+            "code_text = \"x\"\n[[inputs]]\n[inputs.schema]\nrecord_format = \"XML\"\ncolumns = []\n[inputs.source]\nkind = \"stdin\"\n",
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("XML"), "{err}");
+        let err = parse_manifest(
+            "code_text = \"x\"\n[[inputs]]\n[inputs.schema]\nrecord_format = \"JSON\"\nrecord_encoding = \"ISO-8859-1\"\ncolumns = []\n[inputs.source]\nkind = \"stdin\"\n",
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("ISO-8859-1"), "{err}");
+        let err = parse_manifest("[[inputs]]\n", Path::new(".")).unwrap_err().to_string();
+        assert!(err.contains("code"), "{err}");
+    }
+
+    fn describe_json() -> Json {
+        serde_json::json!({
+          "ApplicationDetail": {
+            "ApplicationName": "ride-alerts",
+            "ApplicationDescription": "cancellation spikes",
+            "ApplicationARN": "arn:aws:kinesisanalytics:eu-west-1:123456789012:application/ride-alerts",
+            "ApplicationStatus": "RUNNING",
+            "CreateTimestamp": 1.709280000E9,
+            "LastUpdateTimestamp": 1.709290000E9,
+            "InputDescriptions": [{
+              "InputId": "1.1",
+              "NamePrefix": "SOURCE_SQL_STREAM",
+              "InAppStreamNames": ["SOURCE_SQL_STREAM_001"],
+              "InputProcessingConfigurationDescription": {},
+              "KinesisStreamsInputDescription": {
+                "ResourceARN": "arn:aws:kinesis:eu-west-1:123456789012:stream/ride-events",
+                "RoleARN": "arn:aws:iam::123456789012:role/kda-ride-alerts"
+              },
+              "InputSchema": {
+                "RecordFormat": {
+                  "RecordFormatType": "JSON",
+                  "MappingParameters": { "JSONMappingParameters": { "RecordRowPath": "$" } }
+                },
+                "RecordEncoding": "UTF-8",
+                "RecordColumns": [
+                  { "Name": "RIDE_ID", "Mapping": "$.ride_id", "SqlType": "VARCHAR(16)" },
+                  { "Name": "EVENT_TYPE", "Mapping": "$.event_type", "SqlType": "VARCHAR(16)" },
+                  { "Name": "fare", "Mapping": "$.fare", "SqlType": "REAL" }
+                ]
+              },
+              "InputParallelism": { "Count": 1 },
+              "InputStartingPositionConfiguration": { "InputStartingPosition": "NOW" }
+            }],
+            "OutputDescriptions": [
+              {
+                "OutputId": "1.1",
+                "Name": "ALERT_STREAM",
+                "LambdaOutputDescription": {
+                  "ResourceARN": "arn:aws:lambda:eu-west-1:123456789012:function:page-oncall",
+                  "RoleARN": "arn:aws:iam::123456789012:role/kda-ride-alerts"
+                },
+                "DestinationSchema": { "RecordFormatType": "JSON" }
+              },
+              {
+                "OutputId": "1.2",
+                "Name": "error_stream",
+                "KinesisFirehoseOutputDescription": {
+                  "ResourceARN": "arn:aws:firehose:eu-west-1:123456789012:deliverystream/kda-errors",
+                  "RoleARN": "arn:aws:iam::123456789012:role/kda-ride-alerts"
+                },
+                "DestinationSchema": { "RecordFormatType": "CSV" }
+              }
+            ],
+            "ReferenceDataSourceDescriptions": [{
+              "ReferenceId": "1.1",
+              "TableName": "CITIES",
+              "S3ReferenceDataSourceDescription": {
+                "BucketARN": "arn:aws:s3:::ride-reference",
+                "FileKey": "cities.csv",
+                "ReferenceRoleARN": "arn:aws:iam::123456789012:role/kda-ride-alerts"
+              },
+              "ReferenceSchema": {
+                "RecordFormat": {
+                  "RecordFormatType": "CSV",
+                  "MappingParameters": {
+                    "CSVMappingParameters": { "RecordRowDelimiter": "\n", "RecordColumnDelimiter": "," }
+                  }
+                },
+                "RecordEncoding": "UTF-8",
+                "RecordColumns": [
+                  { "Name": "CITY", "SqlType": "VARCHAR(16)" },
+                  { "Name": "REGION", "SqlType": "VARCHAR(8)" }
+                ]
+              }
+            }],
+            "ApplicationCode": "CREATE OR REPLACE STREAM \"ALERT_STREAM\" (N INTEGER);\nCREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"ALERT_STREAM\" SELECT STREAM COUNT(*) FROM \"SOURCE_SQL_STREAM_001\" GROUP BY STEP(ROWTIME BY INTERVAL '1' MINUTE);\n",
+            "ApplicationVersionId": 7
+          }
+        })
+    }
+
+    #[test]
+    fn describe_application_loads_with_unsupported_endpoints() {
+        let app = from_describe_application(&describe_json(), Path::new(".")).unwrap();
+        assert_eq!(app.name, "ride-alerts");
+        assert!(app.sql.contains("CREATE OR REPLACE PUMP"));
+        let input = &app.inputs[0];
+        assert_eq!(input.name_prefix, "SOURCE_SQL_STREAM");
+        assert_eq!(input.stream_names(), vec!["SOURCE_SQL_STREAM_001"]);
+        assert_eq!(input.schema.columns[2].column.name, "fare");
+        assert_eq!(input.schema.columns[2].mapping.as_deref(), Some("$.fare"));
+        match &input.source {
+            SourceSpec::Unsupported { kind, detail } => {
+                assert_eq!(kind, "kinesis");
+                assert!(
+                    detail.contains("arn:aws:kinesis:eu-west-1:123456789012:stream/ride-events"),
+                    "{detail}"
+                );
+            }
+            other => panic!("expected an unsupported source, got {other:?}"),
+        }
+        assert_eq!(app.outputs[0].stream, "ALERT_STREAM");
+        assert!(matches!(&app.outputs[0].destination, DestinationSpec::Unsupported { kind, .. } if kind == "lambda"));
+        assert_eq!(app.outputs[1].format, OutputFormat::Csv);
+        assert!(matches!(&app.outputs[1].destination, DestinationSpec::Unsupported { kind, .. } if kind == "firehose"));
+        assert_eq!(
+            s3_location(&app.references[0]).as_deref(),
+            Some("s3://ride-reference/cities.csv")
+        );
+        assert_eq!(
+            app.references[0].schema.format,
+            RecordFormat::Csv {
+                row_delimiter: "\n".into(),
+                column_delimiter: ",".into()
+            }
+        );
+
+        let err = validate(&app).unwrap_err().to_string();
+        assert!(err.contains("this build cannot run application ride-alerts"), "{err}");
+        assert!(err.contains("input SOURCE_SQL_STREAM reads from the Kinesis data stream arn:aws:kinesis:eu-west-1:123456789012:stream/ride-events"), "{err}");
+        assert!(err.contains("output ALERT_STREAM delivers to the AWS Lambda function arn:aws:lambda:eu-west-1:123456789012:function:page-oncall"), "{err}");
+        assert!(err.contains("later release"), "{err}");
+        assert!(err.contains("deliverystream/kda-errors"), "{err}");
+        assert!(
+            err.contains("reference table CITIES reads the S3 object s3://ride-reference/cities.csv"),
+            "{err}"
+        );
+        assert_eq!(check(&app).unsupported.len(), 4);
+        assert!(check(&app).errors.is_empty());
+    }
+
+    #[test]
+    fn describe_application_v2_shape_is_accepted() {
+        let json = serde_json::json!({"ApplicationDetail": {
+            "ApplicationName": "v2app",
+            "RuntimeEnvironment": "SQL-1_0",
+            "ApplicationConfigurationDescription": {
+                "ApplicationCodeConfigurationDescription": {
+                    "CodeContentType": "PLAINTEXT",
+                    "CodeContentDescription": { "TextContent": "SELECT 1;" }
+                },
+                "SqlApplicationConfigurationDescription": {
+                    "InputDescriptions": [{
+                        "NamePrefix": "IN",
+                        "InAppStreamNames": ["IN_001", "IN_002"],
+                        "KinesisFirehoseInputDescription": { "ResourceARN": "arn:aws:firehose:us-east-1:1:deliverystream/x" },
+                        "InputSchema": { "RecordFormat": { "RecordFormatType": "CSV" },
+                                         "RecordColumns": [{ "Name": "A", "SqlType": "INTEGER" }] }
+                    }]
+                }
+            }
+        }});
+        let app = from_describe_application(&json, Path::new(".")).unwrap();
+        assert_eq!(app.sql, "SELECT 1;");
+        assert_eq!(app.inputs[0].stream_names(), vec!["IN_001", "IN_002"]);
+        assert!(matches!(&app.inputs[0].source, SourceSpec::Unsupported { kind, .. } if kind == "firehose"));
+        let flink =
+            serde_json::json!({"ApplicationDetail": {"ApplicationName": "f", "RuntimeEnvironment": "FLINK-1_18"}});
+        assert!(
+            from_describe_application(&flink, Path::new("."))
+                .unwrap_err()
+                .to_string()
+                .contains("FLINK")
+        );
+    }
+
+    #[test]
+    fn overrides_replace_exported_endpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("app.json"),
+            serde_json::to_string_pretty(&describe_json()).unwrap(),
+        )
+        .unwrap();
+        let manifest = r#"
+describe_application = "app.json"
+
+[[inputs]]
+name_prefix = "SOURCE_SQL_STREAM"
+[inputs.source]
+kind = "file"
+path = "events.jsonl"
+
+[[references]]
+table_name = "CITIES"
+path = "cities.csv"
+skip_header_lines = 1
+
+[[outputs]]
+stream = "ALERT_STREAM"
+[outputs.destination]
+kind = "stdout"
+
+[[outputs]]
+stream = "error_stream"
+format = "JSON"
+[outputs.destination]
+kind = "file"
+path = "errors.jsonl"
+"#;
+        let path = dir.path().join("local.toml");
+        std::fs::write(&path, manifest).unwrap();
+        let app = load_manifest(&path).unwrap();
+        assert_eq!(app.name, "ride-alerts");
+        assert!(app.sql.contains("ALERT_STREAM"));
+        assert_eq!(app.inputs.len(), 1);
+        assert_eq!(
+            app.inputs[0].source,
+            SourceSpec::File {
+                path: dir.path().join("events.jsonl")
+            }
+        );
+        // The exported schema is kept.
+        assert_eq!(app.inputs[0].schema.columns.len(), 3);
+        assert_eq!(app.references[0].path, dir.path().join("cities.csv"));
+        assert_eq!(app.references[0].skip_header_lines, 1);
+        assert_eq!(app.outputs.len(), 2);
+        assert_eq!(app.outputs[0].destination, DestinationSpec::Stdout);
+        assert_eq!(
+            app.outputs[1].destination,
+            DestinationSpec::File {
+                path: dir.path().join("errors.jsonl")
+            }
+        );
+        assert_eq!(app.outputs[1].format, OutputFormat::Json);
+        validate(&app).unwrap();
+
+        // An override for an input the export does not have is an error naming it.
+        std::fs::write(
+            &path,
+            "describe_application = \"app.json\"\n[[inputs]]\nname_prefix = \"CLICKS\"\n",
+        )
+        .unwrap();
+        let err = load_manifest(&path).unwrap_err().to_string();
+        assert!(err.contains("CLICKS") && err.contains("SOURCE_SQL_STREAM"), "{err}");
+    }
+
+    #[test]
+    fn validate_reports_structural_errors_and_notes() {
+        let mut app = parse_manifest(TOML_MANIFEST, Path::new("/x")).unwrap();
+        let dup = app.inputs[1].clone();
+        app.inputs.push(dup);
+        app.inputs[0].parallelism = 0;
+        app.references.push(app.references[0].clone());
+        for s in ["A", "B", "C"] {
+            app.outputs.push(OutputSpec {
+                stream: s.into(),
+                format: OutputFormat::Json,
+                destination: DestinationSpec::Stdout,
+            });
+        }
+        let v = check(&app);
+        assert!(
+            v.errors
+                .iter()
+                .any(|e| e.contains("CLICKS: the name prefix is used by two inputs")),
+            "{v:?}"
+        );
+        assert!(
+            v.errors
+                .iter()
+                .any(|e| e.contains("CLICKS_001 is created by two inputs")),
+            "{v:?}"
+        );
+        assert!(v.errors.iter().any(|e| e.contains("parallelism 0")), "{v:?}");
+        assert!(
+            v.errors
+                .iter()
+                .any(|e| e.contains("Cities: the table name is used twice")),
+            "{v:?}"
+        );
+        assert!(v.notes.iter().any(|n| n.contains("5 outputs")), "{v:?}");
+        assert!(!v.errors.iter().any(|e| e.contains("outputs")), "{v:?}");
+        let err = validate(&app).unwrap_err().to_string();
+        assert!(err.contains("is not valid"), "{err}");
+
+        let empty = AppSpec {
+            name: "e".into(),
+            sql: "SELECT 1;".into(),
+            inputs: vec![],
+            references: vec![],
+            outputs: vec![],
+        };
+        assert!(validate(&empty).unwrap_err().to_string().contains("no inputs"));
+    }
+}

@@ -1,0 +1,87 @@
+//! Vectorised evaluation that still isolates bad rows.
+//!
+//! Expressions run on whole batches. Only when a batch fails (a division by zero, an
+//! invalid argument) is it re-evaluated row by row to find the failing rows, which go
+//! to `error_stream`; the other rows are evaluated again as one batch. The happy path
+//! never pays for the isolation.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
+use datafusion::error::DataFusionError;
+
+use super::{OpContext, rowtime_column};
+use crate::error::{ErrorRow, Result};
+
+/// Runs `f` on `batch`; on failure, drops the rows on which `f` fails (recording one
+/// error row each) and runs `f` on the rest. Returns the rows kept and f's result on
+/// them.
+pub fn eval_isolating<R>(
+    batch: &RecordBatch,
+    ctx: &mut OpContext,
+    f: impl Fn(&RecordBatch) -> Result<R, DataFusionError>,
+) -> Result<(RecordBatch, R)> {
+    match f(batch) {
+        Ok(r) => Ok((batch.clone(), r)),
+        Err(first) if batch.num_rows() <= 1 => {
+            if batch.num_rows() == 1 {
+                ctx.errors.push(error_row(batch, 0, &first, ctx.pump));
+            }
+            let empty = batch.slice(0, 0);
+            let r = f(&empty)?;
+            Ok((empty, r))
+        }
+        Err(_) => {
+            let mut good = Vec::with_capacity(batch.num_rows());
+            for i in 0..batch.num_rows() {
+                let row = batch.slice(i, 1);
+                match f(&row) {
+                    Ok(_) => good.push(i as u32),
+                    Err(e) => ctx.errors.push(error_row(batch, i, &e, ctx.pump)),
+                }
+            }
+            let kept = take_record_batch(batch, &UInt32Array::from(good))?;
+            let r = f(&kept)?;
+            Ok((kept, r))
+        }
+    }
+}
+
+/// The `error_stream` row for row `i` of `batch` failing with `e`.
+pub fn error_row(batch: &RecordBatch, i: usize, e: &DataFusionError, pump: &str) -> ErrorRow {
+    let message = e.to_string();
+    let lower = message.to_lowercase();
+    let name = if lower.contains("by zero") {
+        "DivideByZero"
+    } else if lower.contains("cast") || lower.contains("overflow") {
+        "ConversionError"
+    } else {
+        "ExpressionError"
+    };
+    let row = batch.slice(i, 1);
+    let mut rendered = Vec::new();
+    let _ = crate::connectors::formats::encode::encode_json_lines(&row, true, &mut rendered);
+    while rendered.last() == Some(&b'\n') {
+        rendered.pop();
+    }
+    ErrorRow {
+        error_time: crate::time::now_millis(),
+        level: "ERROR",
+        name: name.to_string(),
+        message,
+        data_rowtime: rowtime_column(batch).value(i),
+        data_row: ErrorRow::hex(&rendered),
+        pump_name: Some(pump.to_string()),
+    }
+}
+
+/// Appends the ROWTIME column of `input` to `columns` under `schema`.
+pub fn with_rowtime(
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    mut columns: Vec<datafusion::arrow::array::ArrayRef>,
+    input: &RecordBatch,
+) -> Result<RecordBatch> {
+    columns.push(Arc::clone(input.column(input.num_columns() - 1)));
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}

@@ -1,0 +1,59 @@
+//! Streaming operators, one file each. An operator consumes batches of one stream and
+//! emits batches; every batch carries ROWTIME as its last column (see ARCHITECTURE.md).
+//!
+//! Operators are plain synchronous state machines: the runtime owns the tasks and
+//! channels, so an operator can be tested by calling it directly.
+
+pub mod eval;
+pub mod filter;
+pub mod insert;
+pub mod pipeline;
+pub mod project;
+pub mod tumbling;
+
+use datafusion::arrow::array::RecordBatch;
+
+use crate::error::{ErrorRow, Result};
+use crate::time::Millis;
+
+/// What flows on a channel between tasks.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// Rows of a stream, non-decreasing in ROWTIME (the last column).
+    Data(RecordBatch),
+    /// A rowtime bound: no later row of this stream has a smaller ROWTIME. Bounds close
+    /// windows when input goes quiet.
+    Bound(Millis),
+    // Room for checkpoint barriers: `Barrier(CheckpointId)` flows like a bound.
+    /// The stream has ended; nothing follows.
+    End,
+}
+
+/// Per-call context: who is running (for `error_stream`'s PUMP_NAME) and where record
+/// errors go.
+pub struct OpContext<'a> {
+    pub pump: &'a str,
+    pub errors: &'a mut Vec<ErrorRow>,
+}
+
+pub trait Operator: Send {
+    /// A short name for logs and plans (`Filter`, `TumblingAggregate`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Processes a batch and returns the batches it emits, in ROWTIME order.
+    fn on_batch(&mut self, batch: RecordBatch, ctx: &mut OpContext) -> Result<Vec<RecordBatch>>;
+
+    /// Time reached `bound`. Windowed operators emit what this closes.
+    fn on_bound(&mut self, _bound: Millis, _ctx: &mut OpContext) -> Result<Vec<RecordBatch>> {
+        Ok(vec![])
+    }
+}
+
+/// The ROWTIME column of a stream batch (its last column).
+pub fn rowtime_column(batch: &RecordBatch) -> &datafusion::arrow::array::TimestampMillisecondArray {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::TimestampMillisecondType;
+    batch
+        .column(batch.num_columns() - 1)
+        .as_primitive::<TimestampMillisecondType>()
+}

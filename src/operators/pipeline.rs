@@ -1,0 +1,71 @@
+//! A chain of operators run by one task (operator chaining, as Flink does): batches pass
+//! from one operator to the next by a function call, not a channel.
+
+use datafusion::arrow::array::RecordBatch;
+
+use super::{OpContext, Operator};
+use crate::error::{ErrorRow, Result};
+use crate::time::Millis;
+
+pub struct Pipeline {
+    pub pump: String,
+    ops: Vec<Box<dyn Operator>>,
+}
+
+impl Pipeline {
+    pub fn new(pump: impl Into<String>, ops: Vec<Box<dyn Operator>>) -> Self {
+        Pipeline { pump: pump.into(), ops }
+    }
+
+    /// Operator names, first to last (for `explain` and logs).
+    pub fn describe(&self) -> Vec<&'static str> {
+        self.ops.iter().map(|o| o.name()).collect()
+    }
+
+    pub fn on_batch(&mut self, batch: RecordBatch, errors: &mut Vec<ErrorRow>) -> Result<Vec<RecordBatch>> {
+        self.run_from(0, vec![batch], errors)
+    }
+
+    /// Passes a rowtime bound down the chain; what an operator emits on the bound goes
+    /// through the operators after it before they see the bound themselves.
+    pub fn on_bound(&mut self, bound: Millis, errors: &mut Vec<ErrorRow>) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for i in 0..self.ops.len() {
+            let emitted = {
+                let mut ctx = OpContext {
+                    pump: &self.pump,
+                    errors,
+                };
+                self.ops[i].on_bound(bound, &mut ctx)?
+            };
+            if !emitted.is_empty() {
+                out.extend(self.run_from(i + 1, emitted, errors)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn run_from(
+        &mut self,
+        start: usize,
+        batches: Vec<RecordBatch>,
+        errors: &mut Vec<ErrorRow>,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut current = batches;
+        for op in &mut self.ops[start..] {
+            if current.is_empty() {
+                break;
+            }
+            let mut ctx = OpContext {
+                pump: &self.pump,
+                errors,
+            };
+            let mut next = Vec::with_capacity(current.len());
+            for b in current {
+                next.extend(op.on_batch(b, &mut ctx)?);
+            }
+            current = next;
+        }
+        Ok(current)
+    }
+}

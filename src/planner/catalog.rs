@@ -1,0 +1,126 @@
+//! The names a query can see: in-application streams and reference tables, and every
+//! function (DataFusion's own plus sluice's KDA functions). This is the
+//! `ContextProvider` DataFusion's SQL planner resolves names against.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::{Result as DFResult, TableReference, plan_err};
+use datafusion::execution::FunctionRegistry;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::planner::{ContextProvider, ExprPlanner};
+use datafusion::logical_expr::{AggregateUDF, HigherOrderUDF, LogicalTableSource, ScalarUDF, TableSource, WindowUDF};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationKind {
+    /// An in-application input stream (has APPROXIMATE_ARRIVAL_TIME).
+    InputStream,
+    /// A stream created by `CREATE STREAM`.
+    Stream,
+    /// A reference table: static rows, no ROWTIME.
+    ReferenceTable,
+}
+
+#[derive(Debug, Clone)]
+pub struct Relation {
+    pub schema: SchemaRef,
+    pub kind: RelationKind,
+}
+
+pub struct Catalog {
+    relations: HashMap<String, Relation>,
+    state: SessionState,
+}
+
+impl Catalog {
+    pub fn new() -> crate::Result<Self> {
+        let mut state = SessionStateBuilder::new().with_default_features().build();
+        for udf in crate::functions::all_udfs() {
+            state.register_udf(udf)?;
+        }
+        for udf in super::markers::marker_udfs() {
+            state.register_udf(udf)?;
+        }
+        Ok(Catalog {
+            relations: HashMap::new(),
+            state,
+        })
+    }
+
+    pub fn add(&mut self, name: &str, relation: Relation) {
+        self.relations.insert(name.to_string(), relation);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Relation> {
+        self.relations.get(name)
+    }
+
+    pub fn state(&self) -> &SessionState {
+        &self.state
+    }
+}
+
+impl ContextProvider for Catalog {
+    fn get_table_source(&self, name: TableReference) -> DFResult<Arc<dyn TableSource>> {
+        match self.relations.get(name.table()) {
+            Some(r) => Ok(Arc::new(LogicalTableSource::new(Arc::clone(&r.schema)))),
+            None => {
+                let hint = self
+                    .relations
+                    .keys()
+                    .find(|k| k.eq_ignore_ascii_case(name.table()))
+                    .map(|k| {
+                        format!(" (did you mean \"{k}\"? quoted names keep their case, unquoted names are upper-cased)")
+                    })
+                    .unwrap_or_default();
+                plan_err!("stream or table '{}' not found{hint}", name.table())
+            }
+        }
+    }
+
+    fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {
+        self.state.expr_planners()
+    }
+
+    fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
+        self.state.scalar_functions().get(&name.to_lowercase()).cloned()
+    }
+
+    fn get_higher_order_meta(&self, name: &str) -> Option<Arc<HigherOrderUDF>> {
+        self.state.higher_order_functions().get(&name.to_lowercase()).cloned()
+    }
+
+    fn get_aggregate_meta(&self, name: &str) -> Option<Arc<AggregateUDF>> {
+        self.state.aggregate_functions().get(&name.to_lowercase()).cloned()
+    }
+
+    fn get_window_meta(&self, name: &str) -> Option<Arc<WindowUDF>> {
+        self.state.window_functions().get(&name.to_lowercase()).cloned()
+    }
+
+    fn get_variable_type(&self, _variable_names: &[String]) -> Option<DataType> {
+        None
+    }
+
+    fn options(&self) -> &ConfigOptions {
+        self.state.config_options()
+    }
+
+    fn udf_names(&self) -> Vec<String> {
+        self.state.scalar_functions().keys().cloned().collect()
+    }
+
+    fn higher_order_function_names(&self) -> Vec<String> {
+        self.state.higher_order_functions().keys().cloned().collect()
+    }
+
+    fn udaf_names(&self) -> Vec<String> {
+        self.state.aggregate_functions().keys().cloned().collect()
+    }
+
+    fn udwf_names(&self) -> Vec<String> {
+        self.state.window_functions().keys().cloned().collect()
+    }
+}

@@ -1,0 +1,70 @@
+//! Functions that exist for the planner's sake: `stagger_window(range)` marks a
+//! `WINDOWED BY STAGGER` grouping (see `dialect::tokens`), `current_row_timestamp()` is
+//! KDA's per-row wall clock.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::TimestampMillisecondArray;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, ScalarValue};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+
+use crate::types::TIMESTAMP_TYPE;
+
+pub const STAGGER_WINDOW: &str = "stagger_window";
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct StaggerWindow {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for StaggerWindow {
+    fn name(&self) -> &str {
+        STAGGER_WINDOW
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        // Constant per window: it only carries the range to the planner.
+        let _ = args;
+        Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CurrentRowTimestamp {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for CurrentRowTimestamp {
+    fn name(&self) -> &str {
+        "current_row_timestamp"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(TIMESTAMP_TYPE)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let now = crate::time::now_millis();
+        Ok(ColumnarValue::Array(Arc::new(TimestampMillisecondArray::from(
+            vec![now; args.number_rows],
+        ))))
+    }
+}
+
+pub fn marker_udfs() -> Vec<Arc<ScalarUDF>> {
+    vec![
+        Arc::new(ScalarUDF::new_from_impl(StaggerWindow {
+            signature: Signature::any(1, Volatility::Immutable),
+        })),
+        Arc::new(ScalarUDF::new_from_impl(CurrentRowTimestamp {
+            signature: Signature::nullary(Volatility::Volatile),
+        })),
+    ]
+}

@@ -1,0 +1,273 @@
+//! The planner: application code + configuration → an [`ApplicationPlan`]: the
+//! in-application streams and, for each pump, the chain of operators it runs.
+//!
+//! Each pump's query is planned by DataFusion's SQL planner (`SqlToRel`) against the
+//! [`catalog::Catalog`] of streams and tables, type-checked by DataFusion's analyzer,
+//! then lowered ([`lower`]) onto streaming operators. No part of the SQL is evaluated
+//! here; the plan is pure data plus compiled physical expressions.
+
+pub mod catalog;
+pub mod lower;
+pub mod markers;
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::optimizer::Analyzer;
+use datafusion::sql::planner::{ParserOptions, SqlToRel};
+use datafusion::sql::sqlparser::ast;
+use datafusion::sql::sqlparser::tokenizer::Location;
+
+use crate::app::AppSpec;
+use crate::dialect::{self, PumpStatement, Statement, normalize};
+use crate::error::{ERROR_STREAM, Result, SluiceError, error_stream_schema};
+use crate::operators::insert::InsertOp;
+use crate::operators::pipeline::Pipeline;
+use crate::types::{APPROXIMATE_ARRIVAL_TIME, ColumnDef, ROWTIME, stream_schema};
+use catalog::{Catalog, Relation, RelationKind};
+use lower::At;
+
+/// An in-application stream or table as the runtime needs it.
+#[derive(Debug, Clone)]
+pub struct StreamDecl {
+    pub name: String,
+    pub schema: SchemaRef,
+    pub kind: RelationKind,
+    pub columns: Vec<ColumnDef>,
+}
+
+/// A pump: reads `source`, runs `pipeline`, appends to `target`.
+pub struct PumpPlan {
+    pub name: String,
+    pub source: String,
+    pub target: String,
+    pub pipeline: Pipeline,
+}
+
+pub struct ApplicationPlan {
+    pub streams: Vec<StreamDecl>,
+    pub pumps: Vec<PumpPlan>,
+}
+
+impl ApplicationPlan {
+    pub fn stream(&self, name: &str) -> Option<&StreamDecl> {
+        self.streams.iter().find(|s| s.name == name)
+    }
+
+    /// A readable outline of the plan (`sluice explain`).
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        for st in &self.streams {
+            s.push_str(&format!(
+                "stream {:?} ({:?}): {}\n",
+                st.name,
+                st.kind,
+                st.schema
+                    .fields()
+                    .iter()
+                    .map(|f| format!("{} {}", f.name(), f.data_type()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        for p in &self.pumps {
+            s.push_str(&format!(
+                "pump {:?}: {:?} -> [{}] -> {:?}\n",
+                p.name,
+                p.source,
+                p.pipeline.describe().join(" -> "),
+                p.target
+            ));
+        }
+        s
+    }
+}
+
+/// Plans an application: parses its code, registers its streams and tables, and
+/// compiles every pump.
+pub fn plan_application(app: &AppSpec) -> Result<ApplicationPlan> {
+    let statements = dialect::parse_script(&app.sql)?;
+    let mut catalog = Catalog::new()?;
+    let mut streams: Vec<StreamDecl> = Vec::new();
+    let declare = |streams: &mut Vec<StreamDecl>, catalog: &mut Catalog, decl: StreamDecl| {
+        catalog.add(
+            &decl.name,
+            Relation {
+                schema: Arc::clone(&decl.schema),
+                kind: decl.kind,
+            },
+        );
+        streams.retain(|s| s.name != decl.name);
+        streams.push(decl);
+    };
+    for input in &app.inputs {
+        let columns = input.schema.column_defs();
+        for name in input.stream_names() {
+            let schema = stream_schema(&columns, true);
+            declare(
+                &mut streams,
+                &mut catalog,
+                StreamDecl {
+                    name,
+                    schema,
+                    kind: RelationKind::InputStream,
+                    columns: columns.clone(),
+                },
+            );
+        }
+    }
+    for reference in &app.references {
+        let columns = reference.schema.column_defs();
+        let fields: Vec<_> = columns
+            .iter()
+            .map(|c| datafusion::arrow::datatypes::Field::new(&c.name, c.sql_type.arrow_type(), true))
+            .collect();
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+        declare(
+            &mut streams,
+            &mut catalog,
+            StreamDecl {
+                name: reference.table.clone(),
+                schema,
+                kind: RelationKind::ReferenceTable,
+                columns,
+            },
+        );
+    }
+    let mut pumps = Vec::new();
+    for statement in statements {
+        match statement {
+            Statement::CreateStream(s) => {
+                if let Some(existing) = catalog.get(&s.name) {
+                    if existing.kind != RelationKind::Stream {
+                        return Err(SluiceError::Sql {
+                            line: s.location.line,
+                            column: s.location.column,
+                            message: format!("\"{}\" is already an input stream or reference table", s.name),
+                        });
+                    }
+                }
+                let schema = stream_schema(&s.columns, false);
+                declare(&mut streams, &mut catalog, StreamDecl { name: s.name, schema, kind: RelationKind::Stream, columns: s.columns });
+            }
+            Statement::CreatePump(p) => {
+                pumps.retain(|q: &PumpPlan| q.name != p.name);
+                pumps.push(plan_pump(&p, &catalog, &streams)?);
+            }
+            Statement::Query { location, .. } => {
+                return Err(SluiceError::Sql {
+                    line: location.line,
+                    column: location.column,
+                    message: "a query in application code must run in a pump: CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"STREAM\" SELECT STREAM ...".into(),
+                })
+            }
+        }
+    }
+    streams.push(StreamDecl {
+        name: ERROR_STREAM.to_string(),
+        schema: error_stream_schema(),
+        kind: RelationKind::Stream,
+        columns: vec![],
+    });
+    Ok(ApplicationPlan { streams, pumps })
+}
+
+/// Plans one query into a DataFusion logical plan, analysed (types coerced).
+pub fn plan_query(query: &ast::Query, catalog: &Catalog, at: Location) -> Result<LogicalPlan> {
+    let mut query = Box::new(query.clone());
+    normalize::normalize_query(&mut query);
+    let options = ParserOptions::new()
+        .with_enable_ident_normalization(false)
+        .with_map_string_types_to_utf8view(false)
+        .with_collect_spans(true);
+    let planner = SqlToRel::new_with_options(catalog, options);
+    let plan = planner
+        .sql_statement_to_plan(ast::Statement::Query(query))
+        .map_err(|e| df_error(e, at))?;
+    Analyzer::new()
+        .execute_and_check(plan, catalog.state().config_options(), |_, _| {})
+        .map_err(|e| df_error(e, at))
+}
+
+fn plan_pump(p: &PumpStatement, catalog: &Catalog, streams: &[StreamDecl]) -> Result<PumpPlan> {
+    let at = At {
+        line: p.location.line,
+        column: p.location.column,
+    };
+    let target = streams
+        .iter()
+        .find(|s| s.name == p.target && s.kind == RelationKind::Stream)
+        .ok_or_else(|| {
+            at.error(format!(
+                "pump \"{}\" inserts into \"{}\", which is not a stream created by CREATE STREAM",
+                p.name, p.target
+            ))
+        })?;
+    let plan = plan_query(&p.query, catalog, p.location)?;
+    let lowered = lower::lower(&plan, catalog, at)?;
+
+    // Positional mapping of query columns onto the target columns.
+    let query_fields = plan.schema().fields();
+    let mut query_columns: Vec<usize> = (0..query_fields.len()).collect();
+    let target_columns: Vec<usize> = match &p.columns {
+        None => (0..target.columns.len()).collect(),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                target
+                    .columns
+                    .iter()
+                    .position(|c| &c.name == n)
+                    .ok_or_else(|| at.error(format!("stream \"{}\" has no column \"{n}\"", target.name)))
+            })
+            .collect::<Result<_>>()?,
+    };
+    if query_columns.len() > target_columns.len() {
+        // `SELECT STREAM *` also expands the implicit columns; KDA's `*` does not.
+        query_columns.retain(|&i| !matches!(query_fields[i].name().as_str(), ROWTIME | APPROXIMATE_ARRIVAL_TIME));
+    }
+    if query_columns.len() != target_columns.len() {
+        return Err(at.error(format!(
+            "pump \"{}\" selects {} columns but inserts into {} columns of \"{}\"",
+            p.name,
+            query_columns.len(),
+            target_columns.len(),
+            target.name
+        )));
+    }
+    let mut sources = vec![None; target.columns.len()];
+    for (q, t) in query_columns.iter().zip(&target_columns) {
+        sources[*t] = Some(*q);
+    }
+    let max_chars = target.columns.iter().map(|c| c.sql_type.max_chars()).collect();
+    let mut ops = lowered.ops;
+    ops.push(Box::new(InsertOp::new(Arc::clone(&target.schema), sources, max_chars)));
+    Ok(PumpPlan {
+        name: p.name.clone(),
+        source: lowered.source,
+        target: p.target.clone(),
+        pipeline: Pipeline::new(&p.name, ops),
+    })
+}
+
+/// A DataFusion planning error as a positioned SQL error: DataFusion's diagnostic span
+/// when it has one, else the statement's start.
+fn df_error(e: DataFusionError, at: Location) -> SluiceError {
+    let (line, column) = e
+        .diagnostic()
+        .and_then(|d| d.span)
+        .map(|s| (s.start.line, s.start.column))
+        .filter(|(l, _)| *l > 0)
+        .unwrap_or((at.line, at.column));
+    let message = e.strip_backtrace().replace("Error during planning: ", "");
+    if message.contains("This feature is not implemented") || message.starts_with("Not implemented") {
+        return SluiceError::Unsupported {
+            line,
+            column,
+            feature: message,
+        };
+    }
+    SluiceError::Sql { line, column, message }
+}

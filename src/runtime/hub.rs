@@ -1,0 +1,158 @@
+//! A stream hub: the one task per in-application stream. It receives the messages of
+//! every writer (a source or the pumps that INSERT INTO the stream), merges them so the
+//! stream stays non-decreasing in ROWTIME, and hands each message to every reader (the
+//! pumps that read the stream and the sinks that deliver it).
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
+use datafusion::arrow::datatypes::SchemaRef;
+use tokio::sync::mpsc;
+
+use crate::error::Result;
+use crate::operators::{Message, rowtime_column};
+use crate::time::Millis;
+
+/// A writer's handle on a hub: its index among the hub's writers and the channel.
+#[derive(Clone)]
+pub struct StreamWriter {
+    pub index: usize,
+    pub tx: mpsc::Sender<(usize, Message)>,
+}
+
+impl StreamWriter {
+    /// Sends a message; a hub that is gone (application shutting down) is not an error.
+    pub async fn send(&self, message: Message) {
+        let _ = self.tx.send((self.index, message)).await;
+    }
+}
+
+struct WriterState {
+    /// No later row from this writer has a smaller ROWTIME.
+    frontier: Millis,
+    ended: bool,
+}
+
+pub struct Hub {
+    pub name: String,
+    schema: SchemaRef,
+    writers: Vec<WriterState>,
+    readers: Vec<mpsc::Sender<Message>>,
+    /// Rows received but not yet safe to release (only with several writers).
+    pending: Vec<RecordBatch>,
+    last_bound: Millis,
+}
+
+impl Hub {
+    pub fn new(name: String, schema: SchemaRef, writers: usize, readers: Vec<mpsc::Sender<Message>>) -> Self {
+        let writers = (0..writers)
+            .map(|_| WriterState {
+                frontier: Millis::MIN,
+                ended: false,
+            })
+            .collect();
+        Hub {
+            name,
+            schema,
+            writers,
+            readers,
+            pending: Vec::new(),
+            last_bound: Millis::MIN,
+        }
+    }
+
+    async fn broadcast(&self, message: Message) {
+        for r in &self.readers {
+            let _ = r.send(message.clone()).await;
+        }
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<(usize, Message)>) -> Result<()> {
+        if self.writers.is_empty() {
+            self.broadcast(Message::End).await;
+            return Ok(());
+        }
+        let single = self.writers.len() == 1;
+        while let Some((w, message)) = rx.recv().await {
+            if single {
+                // One writer: its order is the stream's order.
+                let end = matches!(message, Message::End);
+                self.broadcast(message).await;
+                if end {
+                    return Ok(());
+                }
+                continue;
+            }
+            match message {
+                Message::Data(batch) => {
+                    if batch.num_rows() > 0 {
+                        let rt = rowtime_column(&batch);
+                        let w = &mut self.writers[w];
+                        w.frontier = w.frontier.max(rt.value(rt.len() - 1));
+                        self.pending.push(batch);
+                    }
+                }
+                Message::Bound(t) => self.writers[w].frontier = self.writers[w].frontier.max(t),
+                Message::End => self.writers[w].ended = true,
+            }
+            if self.release().await? {
+                return Ok(());
+            }
+        }
+        // every writer dropped its channel: flush what is left
+        for w in &mut self.writers {
+            w.ended = true;
+        }
+        self.release().await?;
+        Ok(())
+    }
+
+    /// Releases pending rows up to the smallest frontier of the writers still running.
+    /// Returns true once every writer has ended (and End was sent).
+    async fn release(&mut self) -> Result<bool> {
+        let active: Vec<Millis> = self.writers.iter().filter(|w| !w.ended).map(|w| w.frontier).collect();
+        let safe = active.iter().copied().min().unwrap_or(Millis::MAX);
+        if !self.pending.is_empty() {
+            let all = concat_batches(&self.schema, &self.pending)?;
+            self.pending.clear();
+            let order = sort_to_indices(all.column(all.num_columns() - 1), None, None)?;
+            let sorted = take_record_batch(&all, &order)?;
+            let rt = rowtime_column(&sorted);
+            let cut = rt.values().partition_point(|&t| t <= safe);
+            if cut > 0 {
+                self.broadcast(Message::Data(sorted.slice(0, cut))).await;
+            }
+            if cut < sorted.num_rows() {
+                self.pending.push(sorted.slice(cut, sorted.num_rows() - cut));
+            }
+        }
+        if active.is_empty() {
+            self.broadcast(Message::End).await;
+            return Ok(true);
+        }
+        if safe > self.last_bound && safe != Millis::MIN {
+            self.last_bound = safe;
+            self.broadcast(Message::Bound(safe)).await;
+        }
+        Ok(false)
+    }
+}
+
+/// The hub of `error_stream`: every source and pump sends its record errors here.
+pub async fn run_error_hub(
+    mut rx: mpsc::UnboundedReceiver<Vec<crate::error::ErrorRow>>,
+    readers: Vec<mpsc::Sender<Message>>,
+) {
+    while let Some(rows) = rx.recv().await {
+        if rows.is_empty() {
+            continue;
+        }
+        tracing::warn!(count = rows.len(), first = %rows[0].message, "records sent to error_stream");
+        let batch = crate::error::error_rows_to_batch(&rows);
+        for r in &readers {
+            let _ = r.send(Message::Data(batch.clone())).await;
+        }
+    }
+    for r in &readers {
+        let _ = r.send(Message::End).await;
+    }
+}

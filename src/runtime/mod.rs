@@ -1,0 +1,192 @@
+//! Runs an application: one task per stream hub, per pump, per source and per sink,
+//! connected by bounded tokio channels (back-pressure from a slow sink reaches the
+//! sources).
+
+pub mod hub;
+pub mod pump;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::app::{AppSpec, DestinationSpec, SourceSpec};
+use crate::connectors::file::{FileSource, file_sink};
+use crate::connectors::formats::RecordDecoder;
+use crate::connectors::generator::GeneratorSource;
+use crate::connectors::memory::CollectSink;
+use crate::connectors::sink::{Sink, run_sink};
+use crate::connectors::source::{Source, SourceContext};
+use crate::connectors::stdio::{StdinSource, stdout_sink};
+use crate::engine::{RunOptions, RunOutput};
+use crate::error::{ERROR_STREAM, Result, SluiceError};
+use crate::operators::Message;
+use crate::planner::plan_application;
+use hub::{Hub, StreamWriter};
+
+const CHANNEL_CAPACITY: usize = 64;
+
+fn source_for(spec: &SourceSpec) -> Result<Box<dyn Source>> {
+    Ok(match spec {
+        SourceSpec::File { path } => Box::new(FileSource {
+            path: path.clone(),
+            recorded: false,
+        }),
+        SourceSpec::Recorded { path } => Box::new(FileSource {
+            path: path.clone(),
+            recorded: true,
+        }),
+        SourceSpec::Stdin => Box::new(StdinSource),
+        SourceSpec::Generator { rate, seed, limit } => Box::new(GeneratorSource {
+            rate: *rate,
+            seed: *seed,
+            limit: *limit,
+        }),
+        SourceSpec::Unsupported { kind, detail } => {
+            return Err(SluiceError::config(format!(
+                "input source {kind} is not supported by this build: {detail}"
+            )));
+        }
+    })
+}
+
+/// Runs `app` until every input has ended (or Ctrl-C / `shutdown`), returning the rows
+/// of the collected outputs.
+pub async fn run_app(app: &AppSpec, options: RunOptions) -> Result<RunOutput> {
+    let (_shutdown_tx, shutdown_rx) = watch::channel(false);
+    run_app_until(app, options, shutdown_rx).await
+}
+
+pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::Receiver<bool>) -> Result<RunOutput> {
+    let plan = plan_application(app)?;
+    for output in &app.outputs {
+        if plan.stream(&output.stream).is_none() {
+            let names: Vec<&str> = plan.streams.iter().map(|s| s.name.as_str()).collect();
+            return Err(SluiceError::config(format!(
+                "output stream \"{}\" is not created by the application code (streams: {})",
+                output.stream,
+                names.join(", ")
+            )));
+        }
+        if let DestinationSpec::Unsupported { kind, detail } = &output.destination {
+            return Err(SluiceError::config(format!(
+                "output destination {kind} is not supported by this build: {detail}"
+            )));
+        }
+    }
+    let sources: Vec<Box<dyn Source>> = app
+        .inputs
+        .iter()
+        .map(|i| source_for(&i.source))
+        .collect::<Result<_>>()?;
+
+    // Readers of each stream: pumps, then sinks.
+    let mut readers: HashMap<String, Vec<mpsc::Sender<Message>>> = HashMap::new();
+    let mut pump_inputs = Vec::new();
+    for pump in &plan.pumps {
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        readers.entry(pump.source.clone()).or_default().push(tx);
+        pump_inputs.push(rx);
+    }
+    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+    let mut collected = Vec::new();
+    for output in &app.outputs {
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        readers.entry(output.stream.clone()).or_default().push(tx);
+        let sink: Box<dyn Sink> = match &output.destination {
+            DestinationSpec::Stdout => Box::new(stdout_sink(output.format)),
+            DestinationSpec::File { path } => Box::new(file_sink(path, output.format).await?),
+            DestinationSpec::Collect => {
+                let sink = CollectSink::default();
+                collected.push((output.stream.clone(), Arc::clone(&sink.batches)));
+                Box::new(sink)
+            }
+            DestinationSpec::Unsupported { .. } => unreachable!("rejected above"),
+        };
+        tasks.spawn(run_sink(sink, rx));
+    }
+
+    // Writers of each stream: the input feeding it, or the pumps inserting into it.
+    let mut writer_count: HashMap<String, usize> = HashMap::new();
+    for input in &app.inputs {
+        for name in input.stream_names() {
+            *writer_count.entry(name).or_default() += 1;
+        }
+    }
+    for pump in &plan.pumps {
+        *writer_count.entry(pump.target.clone()).or_default() += 1;
+    }
+    let mut hubs: HashMap<String, mpsc::Sender<(usize, Message)>> = HashMap::new();
+    for stream in plan.streams.iter().filter(|s| s.name != ERROR_STREAM) {
+        if stream.kind == crate::planner::catalog::RelationKind::ReferenceTable {
+            continue;
+        }
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let hub = Hub::new(
+            stream.name.clone(),
+            Arc::clone(&stream.schema),
+            writer_count.get(&stream.name).copied().unwrap_or(0),
+            readers.remove(&stream.name).unwrap_or_default(),
+        );
+        tasks.spawn(hub.run(rx));
+        hubs.insert(stream.name.clone(), tx);
+    }
+    let mut next_writer: HashMap<String, usize> = HashMap::new();
+    let mut writer_for = |stream: &str| -> StreamWriter {
+        let index = next_writer.entry(stream.to_string()).or_default();
+        let w = StreamWriter {
+            index: *index,
+            tx: hubs[stream].clone(),
+        };
+        *index += 1;
+        w
+    };
+
+    let (error_tx, error_rx) = mpsc::unbounded_channel();
+    tokio::spawn(hub::run_error_hub(
+        error_rx,
+        readers.remove(ERROR_STREAM).unwrap_or_default(),
+    ));
+
+    for (pump, input) in plan.pumps.into_iter().zip(pump_inputs) {
+        let out = writer_for(&pump.target);
+        tasks.spawn(pump::run_pump(pump.pipeline, input, out, error_tx.clone()));
+    }
+    for (input, source) in app.inputs.iter().zip(sources) {
+        let names = input.stream_names();
+        let decoder = RecordDecoder::new(&input.schema, &names[0])?;
+        let outputs = names.iter().map(|n| writer_for(n)).collect();
+        let ctx = SourceContext::new(
+            names[0].clone(),
+            outputs,
+            decoder,
+            error_tx.clone(),
+            options.time.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(source.run(ctx));
+    }
+    drop(error_tx);
+    drop(writer_for);
+
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tasks.abort_all();
+                return Err(e);
+            }
+            Err(e) => {
+                tasks.abort_all();
+                return Err(SluiceError::runtime(format!("a task failed: {e}")));
+            }
+        }
+    }
+    let mut output = RunOutput::default();
+    for (stream, batches) in collected {
+        let batches = std::mem::take(&mut *batches.lock().expect("collect sink lock"));
+        output.streams.entry(stream).or_default().extend(batches);
+    }
+    Ok(output)
+}

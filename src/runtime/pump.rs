@@ -1,0 +1,36 @@
+//! A pump task: reads its source stream, runs its operator chain, writes the target
+//! stream, and sends record errors to `error_stream`.
+
+use tokio::sync::mpsc;
+
+use super::hub::StreamWriter;
+use crate::error::{ErrorRow, Result};
+use crate::operators::Message;
+use crate::operators::pipeline::Pipeline;
+
+pub async fn run_pump(
+    mut pipeline: Pipeline,
+    mut input: mpsc::Receiver<Message>,
+    output: StreamWriter,
+    errors: mpsc::UnboundedSender<Vec<ErrorRow>>,
+) -> Result<()> {
+    let mut error_rows = Vec::new();
+    while let Some(message) = input.recv().await {
+        let (emitted, forward) = match message {
+            Message::Data(batch) => (pipeline.on_batch(batch, &mut error_rows)?, None),
+            Message::Bound(t) => (pipeline.on_bound(t, &mut error_rows)?, Some(Message::Bound(t))),
+            Message::End => break,
+        };
+        if !error_rows.is_empty() {
+            let _ = errors.send(std::mem::take(&mut error_rows));
+        }
+        for batch in emitted {
+            output.send(Message::Data(batch)).await;
+        }
+        if let Some(m) = forward {
+            output.send(m).await;
+        }
+    }
+    output.send(Message::End).await;
+    Ok(())
+}

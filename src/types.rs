@@ -1,0 +1,191 @@
+//! KDA SQL types and their Arrow representation.
+//!
+//! One place decides how a KDA type (`VARCHAR(4)`, `REAL`, `TIMESTAMP`, ...) is held in
+//! Arrow, so sources, the planner and sinks never disagree. Timestamps are milliseconds
+//! without a time zone (KDA's TIMESTAMP has millisecond precision and is UTC by convention).
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// The name of the implicit time column every in-application stream carries.
+pub const ROWTIME: &str = "ROWTIME";
+/// The extra column of in-application input streams (the record's arrival time).
+pub const APPROXIMATE_ARRIVAL_TIME: &str = "APPROXIMATE_ARRIVAL_TIME";
+
+/// The Arrow type of ROWTIME and of every TIMESTAMP column.
+pub const TIMESTAMP_TYPE: DataType = DataType::Timestamp(TimeUnit::Millisecond, None);
+
+/// A column type as written in KDA SQL or in an input schema's `SqlType`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlType {
+    TinyInt,
+    SmallInt,
+    Integer,
+    BigInt,
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
+    Real,
+    Double,
+    /// CHAR(n): blank-padded to n characters.
+    Char(u32),
+    /// VARCHAR(n): strings longer than n are truncated on input mapping.
+    Varchar(u32),
+    Boolean,
+    Date,
+    Time,
+    Timestamp,
+    Binary(u32),
+    Varbinary(u32),
+}
+
+impl SqlType {
+    /// Parses a type name as KDA writes it in `RecordColumns.SqlType` (case-insensitive,
+    /// with optional length / precision).
+    pub fn parse(text: &str) -> Result<SqlType, String> {
+        let t = text.trim().to_ascii_uppercase();
+        let (base, args) = match t.find('(') {
+            Some(open) => {
+                let close = t
+                    .rfind(')')
+                    .ok_or_else(|| format!("unbalanced parenthesis in type '{text}'"))?;
+                let args: Vec<&str> = t[open + 1..close].split(',').map(str::trim).collect();
+                (t[..open].trim().to_string(), args)
+            }
+            None => (t.clone(), vec![]),
+        };
+        let num = |i: usize, default: u32| -> Result<u32, String> {
+            match args.get(i) {
+                Some(a) => a
+                    .parse::<u32>()
+                    .map_err(|_| format!("bad length '{a}' in type '{text}'")),
+                None => Ok(default),
+            }
+        };
+        let base = base.split_whitespace().collect::<Vec<_>>().join(" ");
+        Ok(match base.as_str() {
+            "TINYINT" => SqlType::TinyInt,
+            "SMALLINT" => SqlType::SmallInt,
+            "INTEGER" | "INT" => SqlType::Integer,
+            "BIGINT" => SqlType::BigInt,
+            "DECIMAL" | "DEC" | "NUMERIC" => {
+                let precision = num(0, 19)?.clamp(1, 38) as u8;
+                let scale = num(1, 0)? as i8;
+                SqlType::Decimal { precision, scale }
+            }
+            "REAL" => SqlType::Real,
+            "DOUBLE" | "DOUBLE PRECISION" | "FLOAT" => SqlType::Double,
+            "CHAR" | "CHARACTER" => SqlType::Char(num(0, 1)?),
+            "VARCHAR" | "CHARACTER VARYING" | "CHAR VARYING" => SqlType::Varchar(num(0, 65535)?),
+            "BOOLEAN" => SqlType::Boolean,
+            "DATE" => SqlType::Date,
+            "TIME" => SqlType::Time,
+            "TIMESTAMP" => SqlType::Timestamp,
+            "BINARY" => SqlType::Binary(num(0, 1)?),
+            "VARBINARY" => SqlType::Varbinary(num(0, 65535)?),
+            _ => return Err(format!("unknown SQL type '{text}'")),
+        })
+    }
+
+    /// The Arrow type that holds values of this SQL type.
+    pub fn arrow_type(&self) -> DataType {
+        match self {
+            SqlType::TinyInt => DataType::Int8,
+            SqlType::SmallInt => DataType::Int16,
+            SqlType::Integer => DataType::Int32,
+            SqlType::BigInt => DataType::Int64,
+            SqlType::Decimal { precision, scale } => DataType::Decimal128(*precision, *scale),
+            SqlType::Real => DataType::Float32,
+            SqlType::Double => DataType::Float64,
+            SqlType::Char(_) | SqlType::Varchar(_) => DataType::Utf8,
+            SqlType::Boolean => DataType::Boolean,
+            SqlType::Date => DataType::Date32,
+            SqlType::Time => DataType::Time32(TimeUnit::Millisecond),
+            SqlType::Timestamp => TIMESTAMP_TYPE,
+            SqlType::Binary(_) | SqlType::Varbinary(_) => DataType::Binary,
+        }
+    }
+
+    /// Maximum length in characters for string types (truncation on input mapping).
+    pub fn max_chars(&self) -> Option<usize> {
+        match self {
+            SqlType::Char(n) | SqlType::Varchar(n) => Some(*n as usize),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SqlType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SqlType::TinyInt => write!(f, "TINYINT"),
+            SqlType::SmallInt => write!(f, "SMALLINT"),
+            SqlType::Integer => write!(f, "INTEGER"),
+            SqlType::BigInt => write!(f, "BIGINT"),
+            SqlType::Decimal { precision, scale } => write!(f, "DECIMAL({precision},{scale})"),
+            SqlType::Real => write!(f, "REAL"),
+            SqlType::Double => write!(f, "DOUBLE"),
+            SqlType::Char(n) => write!(f, "CHAR({n})"),
+            SqlType::Varchar(n) => write!(f, "VARCHAR({n})"),
+            SqlType::Boolean => write!(f, "BOOLEAN"),
+            SqlType::Date => write!(f, "DATE"),
+            SqlType::Time => write!(f, "TIME"),
+            SqlType::Timestamp => write!(f, "TIMESTAMP"),
+            SqlType::Binary(n) => write!(f, "BINARY({n})"),
+            SqlType::Varbinary(n) => write!(f, "VARBINARY({n})"),
+        }
+    }
+}
+
+/// A named, typed column of a stream, table or input schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnDef {
+    /// Stored name, exactly (already upper-cased if it was unquoted in SQL).
+    pub name: String,
+    pub sql_type: SqlType,
+    pub not_null: bool,
+}
+
+impl ColumnDef {
+    pub fn new(name: impl Into<String>, sql_type: SqlType) -> Self {
+        ColumnDef {
+            name: name.into(),
+            sql_type,
+            not_null: false,
+        }
+    }
+}
+
+/// Arrow schema of a stream's rows as they travel between operators: the declared
+/// columns, then (for input streams) APPROXIMATE_ARRIVAL_TIME, then ROWTIME last.
+pub fn stream_schema(columns: &[ColumnDef], with_arrival_time: bool) -> SchemaRef {
+    let mut fields: Vec<Field> = columns
+        .iter()
+        .map(|c| Field::new(&c.name, c.sql_type.arrow_type(), true))
+        .collect();
+    if with_arrival_time {
+        fields.push(Field::new(APPROXIMATE_ARRIVAL_TIME, TIMESTAMP_TYPE, true));
+    }
+    fields.push(Field::new(ROWTIME, TIMESTAMP_TYPE, false));
+    Arc::new(Schema::new(fields))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kda_type_names() {
+        assert_eq!(SqlType::parse("varchar(4)").unwrap(), SqlType::Varchar(4));
+        assert_eq!(
+            SqlType::parse("DECIMAL(5, 2)").unwrap(),
+            SqlType::Decimal { precision: 5, scale: 2 }
+        );
+        assert_eq!(SqlType::parse("double precision").unwrap(), SqlType::Double);
+        assert_eq!(SqlType::parse("INT").unwrap(), SqlType::Integer);
+        assert!(SqlType::parse("BLOB").is_err());
+    }
+}

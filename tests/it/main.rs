@@ -1,0 +1,51 @@
+//! sluice's integration tests: one test binary (linked once), one module per area.
+
+mod cli;
+mod conformance;
+mod sql_errors;
+mod tumbling_property;
+
+use std::io::Write;
+use std::path::Path;
+
+use sluice::app::{AppSpec, DestinationSpec, InputSpec, OutputFormat, OutputSpec, RecordColumn, RecordFormat, RecordSchema, SourceSpec};
+use sluice::types::{ColumnDef, SqlType};
+
+/// An application with one JSON input read from a recording at `path`.
+pub fn recorded_app(sql: &str, columns: &[(&str, &str, &str)], path: &Path, outputs: &[&str]) -> AppSpec {
+    AppSpec {
+        name: "test".into(),
+        sql: sql.into(),
+        inputs: vec![InputSpec {
+            name_prefix: "SOURCE_SQL_STREAM".into(),
+            stream_name: None,
+            parallelism: 1,
+            schema: RecordSchema {
+                columns: columns
+                    .iter()
+                    .map(|(n, t, m)| RecordColumn {
+                        column: ColumnDef::new(*n, SqlType::parse(t).unwrap()),
+                        mapping: Some(m.to_string()),
+                    })
+                    .collect(),
+                format: RecordFormat::Json { row_path: "$".into() },
+            },
+            source: SourceSpec::Recorded { path: path.to_path_buf() },
+        }],
+        references: vec![],
+        outputs: outputs
+            .iter()
+            .map(|s| OutputSpec { stream: s.to_string(), format: OutputFormat::Json, destination: DestinationSpec::Collect })
+            .collect(),
+    }
+}
+
+/// Writes recording lines to a temporary file.
+pub fn write_recording(lines: &[String]) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+    f.flush().unwrap();
+    f
+}

@@ -1,0 +1,56 @@
+//! Bad application code gets its line, column and what was expected; features sluice
+//! does not run are named.
+
+use sluice::app::AppSpec;
+use sluice::SluiceError;
+
+fn plan(sql: &str) -> Result<(), SluiceError> {
+    let file = super::write_recording(&[]);
+    let app: AppSpec = super::recorded_app(sql, &[("A", "INTEGER", "$.a"), ("B", "VARCHAR(8)", "$.b")], file.path(), &[]);
+    sluice::planner::plan_application(&app).map(|_| ())
+}
+
+const STREAM: &str = "CREATE OR REPLACE STREAM \"OUT\" (a INTEGER);\n";
+
+#[test]
+fn syntax_error_has_line_column_and_expectation() {
+    let err = plan(&format!("{STREAM}CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\"\n  SELECT STREAM a FROM \"SOURCE_SQL_STREAM_001\" WHERE;")).unwrap_err();
+    match err {
+        SluiceError::Sql { line, column, message } => {
+            assert_eq!(line, 3, "{message}");
+            assert!(column > 40, "column {column}: {message}");
+            assert!(message.to_lowercase().contains("expected"), "{message}");
+        }
+        other => panic!("expected a SQL error, got {other}"),
+    }
+}
+
+#[test]
+fn unknown_column_is_reported_at_its_position() {
+    let err = plan(&format!("{STREAM}CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\"\n  SELECT STREAM nope FROM \"SOURCE_SQL_STREAM_001\";")).unwrap_err();
+    match err {
+        SluiceError::Sql { line, message, .. } => {
+            assert_eq!(line, 3, "{message}");
+            assert!(message.contains("NOPE"), "{message}");
+        }
+        other => panic!("expected a SQL error, got {other}"),
+    }
+}
+
+#[test]
+fn wrong_case_stream_name_gets_a_hint() {
+    let err = plan(&format!("{STREAM}CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\" SELECT STREAM a FROM \"source_sql_stream_001\";")).unwrap_err();
+    assert!(err.to_string().contains("SOURCE_SQL_STREAM_001"), "{err}");
+}
+
+#[test]
+fn streaming_group_by_without_a_rowtime_key_is_refused() {
+    let err = plan(&format!("{STREAM}CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\" SELECT STREAM COUNT(*) FROM \"SOURCE_SQL_STREAM_001\" GROUP BY b;")).unwrap_err();
+    assert!(err.to_string().contains("monotonic"), "{err}");
+}
+
+#[test]
+fn column_count_mismatch_is_refused() {
+    let err = plan(&format!("{STREAM}CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\" SELECT STREAM a, b FROM \"SOURCE_SQL_STREAM_001\";")).unwrap_err();
+    assert!(err.to_string().contains("2 columns"), "{err}");
+}
