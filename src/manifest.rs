@@ -1584,6 +1584,21 @@ path = "errors.jsonl"
     }
 
     #[test]
+    fn shipped_query_manifests_load_and_validate() {
+        let queries = Path::new(env!("CARGO_MANIFEST_DIR")).join("queries");
+        let Ok(entries) = std::fs::read_dir(&queries) else {
+            return;
+        };
+        for entry in entries {
+            let manifest = entry.unwrap().path().join("sluice.toml");
+            if manifest.is_file() {
+                let app = load_manifest(&manifest).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+                validate(&app).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+            }
+        }
+    }
+
+    #[test]
     fn validate_reports_structural_errors_and_notes() {
         let mut app = parse_manifest(TOML_MANIFEST, Path::new("/x")).unwrap();
         let dup = app.inputs[1].clone();

@@ -48,12 +48,11 @@ impl<'a> Formats<'a> {
 
 /// Plan-time check of a literal format argument.
 fn check_literal_format(function: &str, args: &ReturnFieldArgs) -> Result<()> {
-    if let Some(Some(f)) = args.scalar_arguments.first() {
-        if let Some(f) = scalar_str(f) {
-            if let Err(e) = tokenize(f) {
-                return plan_err!("{function}: {e}");
-            }
-        }
+    if let Some(Some(f)) = args.scalar_arguments.first()
+        && let Some(f) = scalar_str(f)
+        && let Err(e) = tokenize(f)
+    {
+        return plan_err!("{function}: {e}");
     }
     Ok(())
 }
@@ -161,10 +160,10 @@ impl ScalarUDFImpl for TimestampToChar {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        if let ColumnarValue::Scalar(f) = &args.args[0] {
-            if f.is_null() {
-                return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)));
-            }
+        if let ColumnarValue::Scalar(f) = &args.args[0]
+            && f.is_null()
+        {
+            return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)));
         }
         eval_arrays(&args.args, args.number_rows, |a| {
             let fmt = a[0].as_string::<i32>();

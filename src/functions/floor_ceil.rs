@@ -183,12 +183,11 @@ impl ScalarUDFImpl for FloorTo {
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
         let types: Vec<DataType> = args.arg_fields.iter().map(|f| f.data_type().clone()).collect();
         let t = self.return_type(&types)?;
-        if let Some(Some(unit)) = args.scalar_arguments.get(1) {
-            if let Some(u) = scalar_str(unit) {
-                if let Err(e) = check_unit(self.sql_name(), &types[0], u) {
-                    return plan_err!("{e}");
-                }
-            }
+        if let Some(Some(unit)) = args.scalar_arguments.get(1)
+            && let Some(u) = scalar_str(unit)
+            && let Err(e) = check_unit(self.sql_name(), &types[0], u)
+        {
+            return plan_err!("{e}");
         }
         Ok(return_field(self.name(), t))
     }

@@ -155,12 +155,11 @@ impl ScalarUDFImpl for IntervalQualify {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        if let Some(Some(q)) = args.scalar_arguments.get(1) {
-            if let Some(q) = scalar_str(q) {
-                if let Err(e) = qualifier_granularity(q) {
-                    return plan_err!("{e}");
-                }
-            }
+        if let Some(Some(q)) = args.scalar_arguments.get(1)
+            && let Some(q) = scalar_str(q)
+            && let Err(e) = qualifier_granularity(q)
+        {
+            return plan_err!("{e}");
         }
         Ok(return_field(NAME, INTERVAL_TYPE))
     }

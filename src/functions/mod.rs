@@ -26,7 +26,7 @@ use std::sync::Arc;
 use datafusion::logical_expr::ScalarUDF;
 
 mod calendar;
-mod common;
+pub(crate) mod common;
 pub mod datetime_format;
 pub mod division;
 pub mod epoch;
@@ -71,5 +71,139 @@ mod tests {
         assert_eq!(sorted.len(), names.len());
         assert!(names.iter().all(|n| *n == n.to_lowercase()));
         assert!(names.contains(&"kda_regex_replace".to_string()));
+    }
+
+    /// A session with a table `t` of real Arrow columns (Timestamp(ms) like ROWTIME,
+    /// INTEGER, VARCHAR), so the UDFs run on arrays and not only on constant-folded
+    /// literals.
+    async fn with_table(sql: &str) -> String {
+        use datafusion::arrow::array::{Int32Array, RecordBatch, StringArray, TimestampMillisecondArray};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::arrow::util::pretty::pretty_format_batches;
+        use std::sync::Arc;
+
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", crate::types::TIMESTAMP_TYPE, true),
+            Field::new("n", DataType::Int32, true),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let ts = TimestampMillisecondArray::from(vec![
+            Some(crate::time::parse_timestamp("2024-03-01 12:00:29.999").unwrap()),
+            Some(crate::time::parse_timestamp("1969-12-31 23:59:59.500").unwrap()),
+            None,
+            Some(crate::time::parse_timestamp("2004-09-30 13:48:23").unwrap()),
+        ]);
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(ts),
+                Arc::new(Int32Array::from(vec![Some(23), Some(-3), None, Some(0)])),
+                Arc::new(StringArray::from(vec![
+                    Some("NORTH-12"),
+                    Some("south-2"),
+                    None,
+                    Some("a.c"),
+                ])),
+            ],
+        )
+        .unwrap();
+        let ctx = super::common::test_util::ctx();
+        ctx.register_batch("t", batch).unwrap();
+        match ctx.sql(sql).await {
+            Ok(df) => match df.collect().await {
+                Ok(b) => pretty_format_batches(&b).unwrap().to_string(),
+                Err(e) => format!("ERR: {e}"),
+            },
+            Err(e) => format!("ERR: {e}"),
+        }
+    }
+
+    fn column(table: &str) -> Vec<String> {
+        table
+            .lines()
+            .filter(|l| l.starts_with('|'))
+            .skip(1)
+            .map(|l| l.trim_matches('|').trim().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn timestamp_functions_on_columns() {
+        let c = |sql: &'static str| async move { column(&with_table(sql).await) };
+        assert_eq!(
+            c("SELECT step(ts, INTERVAL '30' SECOND) AS x FROM t").await,
+            ["2024-03-01T12:00:00", "1969-12-31T23:59:30", "", "2004-09-30T13:48:00"]
+        );
+        assert_eq!(
+            c("SELECT floor_to(ts, 'HOUR') AS x FROM t").await,
+            ["2024-03-01T12:00:00", "1969-12-31T23:00:00", "", "2004-09-30T13:00:00"]
+        );
+        assert_eq!(
+            c("SELECT ceil_to(ts, 'MINUTE') AS x FROM t").await,
+            ["2024-03-01T12:01:00", "1970-01-01T00:00:00", "", "2004-09-30T13:49:00"]
+        );
+        assert_eq!(
+            c("SELECT unix_timestamp(ts) AS x FROM t").await,
+            ["1709294429999", "-500", "", "1096552103000"]
+        );
+        assert_eq!(
+            c("SELECT tsdiff(ts, TIMESTAMP '2004-09-30 13:48:00') AS x FROM t").await,
+            ["612742349999", "-1096552080500", "", "23000"]
+        );
+        assert_eq!(
+            c("SELECT timestamp_to_char('yyyy-MM-dd HH:mm:ss.SSS', ts) AS x FROM t").await,
+            [
+                "2024-03-01 12:00:29.999",
+                "1969-12-31 23:59:59.500",
+                "null",
+                "2004-09-30 13:48:23.000"
+            ]
+        );
+        assert_eq!(
+            c(
+                "SELECT interval_qualify(ts - TIMESTAMP '2004-09-30 13:48:00', 'SECOND') AS x FROM t \
+               WHERE n = 0"
+            )
+            .await,
+            ["PT23S"]
+        );
+        // The ten-second-bucket idiom over a real ROWTIME-like column.
+        assert_eq!(
+            c(
+                "SELECT floor_to(sluice_div(interval_qualify(ts - TIMESTAMP '1970-01-01 00:00:00', \
+               'SECOND'), 10), 'SECOND') AS x FROM t"
+            )
+            .await,
+            ["PT170929442S", "-PT1S", "", "PT109655210S"]
+        );
+    }
+
+    #[tokio::test]
+    async fn numeric_and_string_functions_on_columns() {
+        let c = |sql: &'static str| async move { column(&with_table(sql).await) };
+        assert_eq!(c("SELECT step(n, 5) AS x FROM t").await, ["20", "-5", "", "0"]);
+        assert_eq!(c("SELECT sluice_div(n, 2) AS x FROM t").await, ["11", "-1", "", "0"]);
+        assert!(
+            with_table("SELECT sluice_div(10, n) AS x FROM t")
+                .await
+                .contains("division by zero")
+        );
+        assert_eq!(
+            c("SELECT similar_to(s, '(NORTH|SOUTH)-[0-9]+') AS x FROM t").await,
+            ["true", "false", "", "false"]
+        );
+        assert_eq!(
+            c("SELECT similar_to(s, 'a.c') AS x FROM t").await,
+            ["false", "false", "", "true"]
+        );
+        assert_eq!(
+            c("SELECT kda_substring(s, 2, 3) AS x FROM t").await,
+            ["ORT", "out", "", ".c"]
+        );
+        assert_eq!(c("SELECT kda_position('-', s) AS x FROM t").await, ["6", "6", "", "0"]);
+        assert_eq!(
+            c("SELECT kda_regex_replace(s, '[0-9]', '#', 1, 0) AS x FROM t").await,
+            ["NORTH-##", "south-#", "", "a.c"]
+        );
     }
 }

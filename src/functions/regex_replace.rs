@@ -17,6 +17,7 @@
 //! * Result VARCHAR (Utf8).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
@@ -28,6 +29,9 @@ use regex::{Captures, Regex};
 use super::common::{cached_regex, check_arity, coerce_int64, coerce_string, eval_arrays};
 
 const NAME: &str = "kda_regex_replace";
+
+/// A compiled regex and its parsed replacement.
+type Compiled = (Arc<Regex>, Vec<Part>);
 
 /// One piece of a parsed Java replacement string.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,7 +203,7 @@ impl ScalarUDFImpl for KdaRegexReplace {
             let start = a.get(3).map(|a| a.as_primitive::<Int64Type>());
             let occurrence = a.get(4).map(|a| a.as_primitive::<Int64Type>());
             // (regex, replacement) → compiled regex and parsed replacement, per batch.
-            let mut compiled: HashMap<(&str, &str), (Arc<Regex>, Vec<Part>)> = HashMap::new();
+            let mut compiled: HashMap<(&str, &str), Compiled> = HashMap::new();
             let mut out = StringBuilder::with_capacity(original.len(), original.value_data().len());
             for i in 0..original.len() {
                 let null = original.is_null(i)
@@ -212,13 +216,15 @@ impl ScalarUDFImpl for KdaRegexReplace {
                     continue;
                 }
                 let key = (regex.value(i), replacement.value(i));
-                if !compiled.contains_key(&key) {
-                    let re = compile(key.0)?;
-                    let parts = parse_replacement(key.1, &re)
-                        .map_err(|e| DataFusionError::Execution(format!("REGEX_REPLACE: replacement: {e}")))?;
-                    compiled.insert(key, (re, parts));
-                }
-                let (re, parts) = &compiled[&key];
+                let (re, parts) = match compiled.entry(key) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => {
+                        let re = compile(key.0)?;
+                        let parts = parse_replacement(key.1, &re)
+                            .map_err(|e| DataFusionError::Execution(format!("REGEX_REPLACE: replacement: {e}")))?;
+                        e.insert((re, parts))
+                    }
+                };
                 let s = replace_one(
                     original.value(i),
                     re,

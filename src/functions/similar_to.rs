@@ -217,18 +217,18 @@ impl ScalarUDFImpl for SimilarTo {
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
         // A literal pattern is checked at plan time.
-        if let Some(Some(p)) = args.scalar_arguments.get(1) {
-            if let Some(p) = scalar_str(p) {
-                let escape = match args.scalar_arguments.get(2) {
-                    None => Some(None),
-                    Some(Some(e)) if !e.is_null() => scalar_str(e).map(Some),
-                    _ => None,
-                };
-                if let Some(escape) = escape {
-                    if let Err(e) = compile(p, escape) {
-                        return plan_err!("{}", e.strip_backtrace());
-                    }
-                }
+        if let Some(Some(p)) = args.scalar_arguments.get(1)
+            && let Some(p) = scalar_str(p)
+        {
+            let escape = match args.scalar_arguments.get(2) {
+                None => Some(None),
+                Some(Some(e)) if !e.is_null() => scalar_str(e).map(Some),
+                _ => None,
+            };
+            if let Some(escape) = escape
+                && let Err(e) = compile(p, escape)
+            {
+                return plan_err!("{}", e.strip_backtrace());
             }
         }
         Ok(return_field(NAME, DataType::Boolean))

@@ -568,11 +568,12 @@ mod tests {
         assert_eq!(f("S", ts), "45");
         assert_eq!(f("z Z X", ts), "UTC +0000 Z");
         assert_eq!(f("''yyyy''", ts), "'2011'");
-        // US week numbering: 2011-01-01 is a Saturday in week 1; 2011-12-25 starts the
-        // week of 2012-01-01, which is week 1 of week-year 2012.
+        // US week numbering: 2011-01-01 is a Saturday in week 1; Sunday 2012-12-30 starts
+        // the week of 2013-01-01, which is week 1 of week-year 2013.
         assert_eq!(f("w W", "2011-01-01 00:00:00"), "1 1");
         assert_eq!(f("w W", "2011-01-02 00:00:00"), "2 2");
-        assert_eq!(f("YYYY w", "2011-12-26 00:00:00"), "2012 1");
+        assert_eq!(f("YYYY w", "2012-12-30 00:00:00"), "2013 1");
+        assert_eq!(f("YYYY w", "2012-12-29 00:00:00"), "2012 52");
         assert_eq!(f("G yyyy", "1969-12-31 23:59:59"), "AD 1969");
     }
 }

@@ -90,10 +90,10 @@ impl ScalarUDFImpl for Step {
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
         let types: Vec<DataType> = args.arg_fields.iter().map(|f| f.data_type().clone()).collect();
         let t = self.return_type(&types)?;
-        if let Some(Some(width)) = args.scalar_arguments.get(1) {
-            if let Err(e) = validate_width(width) {
-                return plan_err!("STEP: {e}");
-            }
+        if let Some(Some(width)) = args.scalar_arguments.get(1)
+            && let Err(e) = validate_width(width)
+        {
+            return plan_err!("STEP: {e}");
         }
         if matches!(
             types.get(1),
@@ -278,8 +278,8 @@ mod tests {
             "2024-03-01T00:00:00"
         );
         assert_eq!(
-            value("SELECT step(TIMESTAMP '2024-03-01 12:07:30', INTERVAL '3 4' DAY TO HOUR)").await,
-            "2024-02-28T16:00:00"
+            value("SELECT step(TIMESTAMP '2024-03-01 12:07:30', INTERVAL '3 days 4 hours')").await,
+            "2024-02-29T04:00:00"
         );
         assert_eq!(
             value_type("SELECT step(TIMESTAMP '2024-03-01 12:07:30', INTERVAL '1' MINUTE)").await,

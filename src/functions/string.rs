@@ -18,10 +18,10 @@ use super::common::{check_arity, coerce_int64, coerce_string, eval_arrays};
 
 /// KDA SUBSTRING on one value (character positions).
 pub fn substring(s: &str, start: i64, len: Option<i64>) -> Result<&str> {
-    if let Some(len) = len {
-        if len < 0 {
-            return exec_err!("SUBSTRING: negative length {len}");
-        }
+    if let Some(len) = len
+        && len < 0
+    {
+        return exec_err!("SUBSTRING: negative length {len}");
     }
     // Half-open range of 0-based character indexes [begin, end).
     let begin = start.saturating_sub(1);

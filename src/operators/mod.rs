@@ -7,8 +7,11 @@
 pub mod eval;
 pub mod filter;
 pub mod insert;
+pub mod lookup_join;
 pub mod pipeline;
 pub mod project;
+pub mod sliding;
+pub mod stagger;
 pub mod tumbling;
 
 use datafusion::arrow::array::RecordBatch;

@@ -31,6 +31,8 @@ pub struct Relation {
 
 pub struct Catalog {
     relations: HashMap<String, Relation>,
+    /// The rows of each reference table, loaded when the application is planned.
+    table_data: HashMap<String, datafusion::arrow::array::RecordBatch>,
     state: SessionState,
 }
 
@@ -45,12 +47,21 @@ impl Catalog {
         }
         Ok(Catalog {
             relations: HashMap::new(),
+            table_data: HashMap::new(),
             state,
         })
     }
 
     pub fn add(&mut self, name: &str, relation: Relation) {
         self.relations.insert(name.to_string(), relation);
+    }
+
+    pub fn set_table_data(&mut self, name: &str, batch: datafusion::arrow::array::RecordBatch) {
+        self.table_data.insert(name.to_string(), batch);
+    }
+
+    pub fn table_data(&self, name: &str) -> Option<&datafusion::arrow::array::RecordBatch> {
+        self.table_data.get(name)
     }
 
     pub fn get(&self, name: &str) -> Option<&Relation> {

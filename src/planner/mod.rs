@@ -135,6 +135,7 @@ pub fn plan_application(app: &AppSpec) -> Result<ApplicationPlan> {
                 columns,
             },
         );
+        catalog.set_table_data(&reference.table, load_reference(reference)?);
     }
     let mut pumps = Vec::new();
     for statement in statements {
@@ -172,6 +173,26 @@ pub fn plan_application(app: &AppSpec) -> Result<ApplicationPlan> {
         columns: vec![],
     });
     Ok(ApplicationPlan { streams, pumps })
+}
+
+/// Loads a reference table's rows (KDA loads them when the application starts). Rows
+/// that do not fit the schema are logged and left out.
+fn load_reference(reference: &crate::app::ReferenceSpec) -> Result<datafusion::arrow::array::RecordBatch> {
+    let bytes = std::fs::read(&reference.path).map_err(|source| SluiceError::Io {
+        path: reference.path.display().to_string(),
+        source,
+    })?;
+    let (batch, errors) = crate::connectors::formats::decode_table(
+        &reference.schema,
+        &bytes,
+        reference.skip_header_lines,
+        &reference.table,
+    )?;
+    for e in &errors {
+        tracing::warn!(table = %reference.table, "reference row left out: {}", e.message);
+    }
+    tracing::info!(table = %reference.table, rows = batch.num_rows(), "reference table loaded");
+    Ok(batch)
 }
 
 /// Plans one query into a DataFusion logical plan, analysed (types coerced).

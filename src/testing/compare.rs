@@ -660,9 +660,25 @@ mod tests {
         names.iter().map(|s| s.to_string()).collect()
     }
 
+    /// Actual rows as the engine gives them: timestamp text becomes a TIMESTAMP value.
+    fn actual_rows(lines: &[&str]) -> Vec<Row> {
+        let mut rows = rows(lines);
+        for row in &mut rows {
+            for (_, v) in row.iter_mut() {
+                if let Value::Str(s) = v
+                    && s.len() >= 19
+                    && let Some(ms) = parse_timestamp(s)
+                {
+                    *v = Value::Timestamp(ms);
+                }
+            }
+        }
+        rows
+    }
+
     fn run(expected: &[&str], actual: &[&str], columns: Option<&[&str]>) -> StreamDiff {
         let e = rows(expected);
-        let a = rows(actual);
+        let a = actual_rows(actual);
         let actual_cols: Vec<String> = a
             .first()
             .map(|r| r.iter().map(|(k, _)| k.clone()).collect())
@@ -849,7 +865,10 @@ mod tests {
         assert_eq!(extra.unexpected.len(), 1);
         assert_eq!(
             extra.unexpected[0].row,
-            vec![("DATA_ROWTIME".to_string(), Value::Str("2024-03-01 18:00:03.000".into()))]
+            vec![(
+                "DATA_ROWTIME".to_string(),
+                Value::Timestamp(parse_timestamp("2024-03-01 18:00:03").unwrap())
+            )]
         );
     }
 
@@ -900,7 +919,7 @@ mod tests {
     #[test]
     fn missing_and_extra_columns_are_named() {
         let e = rows(&[r#"{"ROWTIME": "2024-01-01 00:00:10.000", "K": "a", "MAX_PRICE": 1.5}"#]);
-        let a = rows(&[r#"{"K": "a", "max_price": 1.5, "ROWTIME": "2024-01-01 00:00:10.000"}"#]);
+        let a = actual_rows(&[r#"{"K": "a", "max_price": 1.5, "ROWTIME": "2024-01-01 00:00:10.000"}"#]);
         let d = compare_rows(
             &e,
             Some(&cols(&["K", "max_price", "ROWTIME"])),

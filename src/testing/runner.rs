@@ -266,6 +266,78 @@ mod tests {
         assert!(discover_cases(&[root.path().join("nope")]).is_err());
     }
 
+    #[test]
+    fn check_output_passes_and_fails_with_a_diff() {
+        use std::sync::Arc;
+
+        use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("case.toml"),
+            "code = \"app.sql\"\n[[inputs]]\nstream = \"IN\"\nformat = \"JSON\"\nfile = \"in.jsonl\"\n\
+             columns = [{ name = \"K\", sql_type = \"VARCHAR(4)\", mapping = \"$.k\" }]\n\
+             [[outputs]]\nstream = \"OUT\"\nfile = \"expected.jsonl\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("app.sql"), "-- app").unwrap();
+        std::fs::write(dir.path().join("in.jsonl"), "").unwrap();
+        std::fs::write(
+            dir.path().join("expected.jsonl"),
+            "{\"ROWTIME\": \"2024-01-01 00:01:00.000\", \"K\": \"a\", \"N\": 2}\n\
+             {\"ROWTIME\": \"2024-01-01 00:01:00.000\", \"K\": \"b\", \"N\": 1}\n",
+        )
+        .unwrap();
+        let case = load_case(dir.path()).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("K", DataType::Utf8, true),
+            Field::new("N", DataType::Int64, true),
+            Field::new("ROWTIME", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        ]));
+        let batch = |n_for_a: i64| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(vec!["b", "a"])),
+                    Arc::new(Int64Array::from(vec![1, n_for_a])),
+                    Arc::new(TimestampMillisecondArray::from(vec![1704067260000, 1704067260000])),
+                ],
+            )
+            .unwrap()
+        };
+        let mut output = RunOutput::default();
+        output.streams.insert("OUT".to_string(), vec![batch(2)]);
+        assert_eq!(check_output(&case, &output, 10), Outcome::Pass);
+
+        output.streams.insert("OUT".to_string(), vec![batch(3)]);
+        let Outcome::Fail(reason) = check_output(&case, &output, 10) else {
+            panic!("expected a failure")
+        };
+        assert!(
+            reason.starts_with("stream OUT (expected expected.jsonl): 1 missing, 1 unexpected"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("- {\"ROWTIME\": \"2024-01-01 00:01:00.000\", \"K\": \"a\", \"N\": 2}"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("+ {\"ROWTIME\": \"2024-01-01 00:01:00.000\", \"K\": \"a\", \"N\": 3}"),
+            "{reason}"
+        );
+        assert!(reason.contains("differs in: N (expected 2, got 3)"), "{reason}");
+
+        let Outcome::Fail(reason) = check_output(&case, &RunOutput::default(), 10) else {
+            panic!()
+        };
+        assert!(
+            reason.contains("the engine returned no output for this stream"),
+            "{reason}"
+        );
+        assert!(reason.contains("2 missing, 0 unexpected"), "{reason}");
+    }
+
     #[tokio::test]
     async fn broken_cases_fail_without_failing_the_run() {
         let root = tempfile::tempdir().unwrap();
@@ -296,6 +368,7 @@ mod tests {
         let mut out = Vec::new();
         let summary = run_cases_with(&[root], &mut out, &options).await.unwrap();
         let text = String::from_utf8(out).unwrap();
+        eprintln!("{text}");
         assert!(summary.passed + summary.failed >= 1);
         assert!(
             text.ends_with(&format!("{} passed, {} failed\n", summary.passed, summary.failed)),

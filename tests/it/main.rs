@@ -2,13 +2,16 @@
 
 mod cli;
 mod conformance;
+mod demo;
 mod sql_errors;
 mod tumbling_property;
 
 use std::io::Write;
 use std::path::Path;
 
-use sluice::app::{AppSpec, DestinationSpec, InputSpec, OutputFormat, OutputSpec, RecordColumn, RecordFormat, RecordSchema, SourceSpec};
+use sluice::app::{
+    AppSpec, DestinationSpec, InputSpec, OutputFormat, OutputSpec, RecordColumn, RecordFormat, RecordSchema, SourceSpec,
+};
 use sluice::types::{ColumnDef, SqlType};
 
 /// An application with one JSON input read from a recording at `path`.
@@ -30,12 +33,18 @@ pub fn recorded_app(sql: &str, columns: &[(&str, &str, &str)], path: &Path, outp
                     .collect(),
                 format: RecordFormat::Json { row_path: "$".into() },
             },
-            source: SourceSpec::Recorded { path: path.to_path_buf() },
+            source: SourceSpec::Recorded {
+                path: path.to_path_buf(),
+            },
         }],
         references: vec![],
         outputs: outputs
             .iter()
-            .map(|s| OutputSpec { stream: s.to_string(), format: OutputFormat::Json, destination: DestinationSpec::Collect })
+            .map(|s| OutputSpec {
+                stream: s.to_string(),
+                format: OutputFormat::Json,
+                destination: DestinationSpec::Collect,
+            })
             .collect(),
     }
 }

@@ -1,12 +1,17 @@
 //! Bad application code gets its line, column and what was expected; features sluice
 //! does not run are named.
 
-use sluice::app::AppSpec;
 use sluice::SluiceError;
+use sluice::app::AppSpec;
 
 fn plan(sql: &str) -> Result<(), SluiceError> {
     let file = super::write_recording(&[]);
-    let app: AppSpec = super::recorded_app(sql, &[("A", "INTEGER", "$.a"), ("B", "VARCHAR(8)", "$.b")], file.path(), &[]);
+    let app: AppSpec = super::recorded_app(
+        sql,
+        &[("A", "INTEGER", "$.a"), ("B", "VARCHAR(8)", "$.b")],
+        file.path(),
+        &[],
+    );
     sluice::planner::plan_application(&app).map(|_| ())
 }
 
@@ -39,7 +44,10 @@ fn unknown_column_is_reported_at_its_position() {
 
 #[test]
 fn wrong_case_stream_name_gets_a_hint() {
-    let err = plan(&format!("{STREAM}CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\" SELECT STREAM a FROM \"source_sql_stream_001\";")).unwrap_err();
+    let err = plan(&format!(
+        "{STREAM}CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\" SELECT STREAM a FROM \"source_sql_stream_001\";"
+    ))
+    .unwrap_err();
     assert!(err.to_string().contains("SOURCE_SQL_STREAM_001"), "{err}");
 }
 
@@ -51,6 +59,9 @@ fn streaming_group_by_without_a_rowtime_key_is_refused() {
 
 #[test]
 fn column_count_mismatch_is_refused() {
-    let err = plan(&format!("{STREAM}CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\" SELECT STREAM a, b FROM \"SOURCE_SQL_STREAM_001\";")).unwrap_err();
+    let err = plan(&format!(
+        "{STREAM}CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\" SELECT STREAM a, b FROM \"SOURCE_SQL_STREAM_001\";"
+    ))
+    .unwrap_err();
     assert!(err.to_string().contains("2 columns"), "{err}");
 }

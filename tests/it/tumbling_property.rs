@@ -29,7 +29,11 @@ fn rows_strategy() -> impl Strategy<Value = Vec<Row>> {
         let mut t = START;
         v.into_iter()
             .map(|(k, val, step)| {
-                t = if step < 0 { (t / WIDTH_MS + 1) * WIDTH_MS } else { t + step };
+                t = if step < 0 {
+                    (t / WIDTH_MS + 1) * WIDTH_MS
+                } else {
+                    t + step
+                };
                 (k, val, t)
             })
             .collect()
@@ -51,9 +55,19 @@ fn streaming(rows: &[Row], rt: &tokio::runtime::Runtime) -> Groups {
           SELECT STREAM k, STEP(s.ROWTIME BY INTERVAL '10' SECOND), COUNT(*), COUNT(v), SUM(v), MIN(v), MAX(v)
           FROM "SOURCE_SQL_STREAM_001" AS s
           GROUP BY k, STEP(s.ROWTIME BY INTERVAL '10' SECOND);"#;
-    let app = super::recorded_app(sql, &[("K", "VARCHAR(8)", "$.k"), ("V", "BIGINT", "$.v")], file.path(), &["OUT"]);
+    let app = super::recorded_app(
+        sql,
+        &[("K", "VARCHAR(8)", "$.k"), ("V", "BIGINT", "$.v")],
+        file.path(),
+        &["OUT"],
+    );
     let out = rt
-        .block_on(sluice::engine::run(&app, RunOptions { time: TimeMode::Recorded { flush_at: None } }))
+        .block_on(sluice::engine::run(
+            &app,
+            RunOptions {
+                time: TimeMode::Recorded { flush_at: None },
+            },
+        ))
         .expect("streaming run");
     let mut groups = Groups::new();
     for b in out.streams.get("OUT").into_iter().flatten() {
@@ -63,10 +77,21 @@ fn streaming(rows: &[Row], rt: &tokio::runtime::Runtime) -> Groups {
         let rowtime = b.column(7).as_primitive::<TimestampMillisecondType>();
         let opt = |a: &Int64Array, i: usize| if a.is_null(i) { None } else { Some(a.value(i)) };
         for i in 0..b.num_rows() {
-            let key = if k.is_null(i) { None } else { Some(k.value(i).to_string()) };
+            let key = if k.is_null(i) {
+                None
+            } else {
+                Some(k.value(i).to_string())
+            };
             let prev = groups.insert(
                 (key, bucket.value(i)),
-                (rowtime.value(i), ints[0].value(i), ints[1].value(i), opt(ints[2], i), opt(ints[3], i), opt(ints[4], i)),
+                (
+                    rowtime.value(i),
+                    ints[0].value(i),
+                    ints[1].value(i),
+                    opt(ints[2], i),
+                    opt(ints[3], i),
+                    opt(ints[4], i),
+                ),
             );
             assert!(prev.is_none(), "a group was emitted twice");
         }
@@ -78,14 +103,20 @@ fn batch_sql(rows: &[Row], rt: &tokio::runtime::Runtime) -> Groups {
     let schema = Arc::new(Schema::new(vec![
         Field::new("k", DataType::Utf8, true),
         Field::new("v", DataType::Int64, true),
-        Field::new("t", DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, None), false),
+        Field::new(
+            "t",
+            DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, None),
+            false,
+        ),
     ]));
     let batch = RecordBatch::try_new(
         Arc::clone(&schema),
         vec![
             Arc::new(StringArray::from(rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>())),
             Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
-            Arc::new(TimestampMillisecondArray::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+            Arc::new(TimestampMillisecondArray::from(
+                rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            )),
         ],
     )
     .unwrap();

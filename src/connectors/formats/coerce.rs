@@ -443,7 +443,7 @@ fn fast_timestamp(s: &str) -> Option<Millis> {
             return None;
         }
         let frac = &b[20..];
-        if frac.len() > 9 || !frac.iter().all(u8::is_ascii_digit) {
+        if frac.is_empty() || frac.len() > 9 || !frac.iter().all(u8::is_ascii_digit) {
             return None;
         }
         for (i, &c) in frac.iter().take(3).enumerate() {

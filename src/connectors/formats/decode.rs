@@ -121,6 +121,8 @@ pub fn decode_table(
     table: &str,
 ) -> crate::Result<(RecordBatch, Vec<ErrorRow>)> {
     let core = Core::new(schema, table)?;
+    // Files saved by some editors start with a UTF-8 byte order mark.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let out_schema: SchemaRef = Arc::new(Schema::new(
         schema
             .columns
@@ -1478,6 +1480,8 @@ mod tests {
         let header = b"k,v\n{\"k\": \"z\", \"v\": 9}\n";
         let (batch, _) = decode_table(&js, header, 1, "T").unwrap();
         assert_eq!(vals(&batch, "V"), ["9"]);
+        let (batch, _) = decode_table(&js, b"\xEF\xBB\xBF{\"k\": \"bom\"}", 0, "T").unwrap();
+        assert_eq!(vals(&batch, "K"), ["bom"]);
         let (batch, errors) = decode_table(&js, b"", 3, "T").unwrap();
         assert_eq!((batch.num_rows(), errors.len()), (0, 0));
     }

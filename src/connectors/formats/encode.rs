@@ -537,7 +537,12 @@ mod tests {
                    "OK": false, "DAY": "1969-12-31", "AT": null, "T": null})
         );
         let row2: Value = serde_json::from_str(&lines[2]).unwrap();
-        assert_eq!(row2["PRICE"], json!(1.0));
+        assert_eq!(row2["PRICE"].as_f64(), Some(1.0));
+        assert!(
+            lines[2].contains(r#""PRICE":1,"#),
+            "REAL 1.0 is written as Rust's shortest text: {}",
+            lines[2]
+        );
         assert_eq!(row2["AVG"], json!(-2.5e-7));
         assert_eq!(row2["AT"], json!("1969-12-31 23:59:59.999"));
         assert_eq!(row2["TICKER"], Value::Null);

@@ -70,6 +70,14 @@ impl Doc {
             }
             let root = p.nodes.len() as u32;
             p.value(0, (0, 0, false))?;
+            // Like serde_json's stream deserializer: a number or literal must be followed
+            // by whitespace, the end, or the start of a structured document ("01" and
+            // "truex" are errors, `{"a":1}{"a":2}` and `1 2` are two documents).
+            if !matches!(p.nodes[root as usize].kind, Kind::Array | Kind::Object | Kind::String)
+                && !matches!(p.peek(), None | Some(b' ' | b'\n' | b'\r' | b'\t' | b'{' | b'[' | b'"'))
+            {
+                return Err(p.err("unexpected character after a value"));
+            }
             self.roots.push(root);
         }
         Ok(())
@@ -707,7 +715,94 @@ mod tests {
         assert!(parse_path("$.a[").is_err());
     }
 
+    /// Rebuilds a serde_json value from the arena (for comparisons).
+    fn to_value(d: &Doc, i: u32, text: &str) -> serde_json::Value {
+        use serde_json::Value;
+        let n = d.node(i);
+        let raw = &text[n.start as usize..n.end as usize];
+        match n.kind {
+            Kind::Null => Value::Null,
+            Kind::True => Value::Bool(true),
+            Kind::False => Value::Bool(false),
+            Kind::Number => serde_json::from_str(raw).unwrap(),
+            Kind::String => {
+                let mut s = String::new();
+                unescape_into(raw, &mut s);
+                Value::String(s)
+            }
+            Kind::Array => Value::Array(d.children(i).map(|c| to_value(d, c, text)).collect()),
+            Kind::Object => {
+                let mut m = serde_json::Map::new();
+                let mut tmp = String::new();
+                for c in d.children(i) {
+                    let k = d.node(c);
+                    tmp.clear();
+                    unescape_into(&text[k.key_start as usize..k.key_end as usize], &mut tmp);
+                    m.insert(tmp.clone(), to_value(d, c, text));
+                }
+                Value::Object(m)
+            }
+        }
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(".{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     proptest::proptest! {
+        #[test]
+        fn parses_every_valid_document_exactly(v in arb_json(), pretty in proptest::prelude::any::<bool>()) {
+            let text = if pretty { serde_json::to_string_pretty(&v).unwrap() } else { serde_json::to_string(&v).unwrap() };
+            let d = parse(&text).unwrap();
+            proptest::prop_assert_eq!(d.roots.len(), 1);
+            // Numbers compared through serde_json's own number parser (not exactly
+            // rounding without its float_roundtrip feature).
+            let expected: serde_json::Value = serde_json::from_str(&text).unwrap();
+            proptest::prop_assert_eq!(to_value(&d, d.roots[0], &text), expected);
+            proptest::prop_assert_eq!(d.source(d.roots[0], &text), text.as_str());
+        }
+
+        #[test]
+        fn mutated_documents_get_serde_json_verdict(
+            v in arb_json(),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            byte in proptest::sample::select(b"{}[]\",:0123456789.eE+-\\ tnrufalse\x01".to_vec()),
+            delete in proptest::prelude::any::<bool>(),
+        ) {
+            let mut bytes = serde_json::to_vec(&v).unwrap();
+            let i = at.index(bytes.len() + 1);
+            if delete && i < bytes.len() { bytes.remove(i); } else { bytes.insert(i, byte); }
+            if let Ok(s) = std::str::from_utf8(&bytes) {
+                let mine = parse(s).map(|d| d.roots.len() == 1);
+                match serde_json::from_str::<serde_json::Value>(s) {
+                    Ok(theirs) => {
+                        proptest::prop_assert_eq!(&mine, &Ok(true), "serde_json accepts {:?}", s);
+                        let d = parse(s).unwrap();
+                        proptest::prop_assert_eq!(to_value(&d, d.roots[0], s), theirs);
+                    }
+                    Err(e) if e.to_string().contains("out of range") => {}
+                    Err(_) => proptest::prop_assert!(mine != Ok(true), "the parser accepts {:?}, serde_json does not", s),
+                }
+            }
+        }
+
         #[test]
         fn agrees_with_serde_json(s in "[\\[\\]{}\",:0-9a-fnrtu.eE+\\- \\\\]{0,24}") {
             let mine = parse(&s).map(|d| d.roots.len() == 1).unwrap_or(false);

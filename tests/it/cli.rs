@@ -1,0 +1,133 @@
+//! The `sluice` binary, run as a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn sluice() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+}
+
+fn conformance(case: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/conformance")
+        .join(case)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn test_command_passes_a_case_and_ends_with_the_summary_line() {
+    let out = sluice()
+        .args(["test"])
+        .arg(conformance("tumbling-step-aggregates"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.trim_end().lines().last(), Some("1 passed, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn test_command_fails_a_wrong_expectation_with_a_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = dir.path().join("tampered");
+    copy_dir(&conformance("tumbling-step-aggregates"), &case);
+    let expected = std::fs::read_to_string(case.join("expected.jsonl")).unwrap();
+    std::fs::write(
+        case.join("expected.jsonl"),
+        expected.replacen("\"CALLS\": 3", "\"CALLS\": 4", 1),
+    )
+    .unwrap();
+    let out = sluice().arg("test").arg(&case).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("FAIL tampered"), "{stdout}");
+    assert!(
+        stdout.contains("\"CALLS\": 4") || stdout.contains("CALLS"),
+        "diff should show the row: {stdout}"
+    );
+    assert_eq!(stdout.trim_end().lines().last(), Some("0 passed, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn run_command_filters_a_file_into_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input: Vec<String> = (0..50)
+        .map(|i| format!(r#"{{"sensor": "s{}", "temp": {}}}"#, i % 3, i))
+        .chain(["not json at all".to_string()])
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), input.join("\n")).unwrap();
+    std::fs::write(
+        dir.path().join("app.sql"),
+        r#"CREATE OR REPLACE STREAM "HOT" (sensor VARCHAR(4), temp_f DOUBLE);
+           CREATE OR REPLACE PUMP "P" AS INSERT INTO "HOT"
+             SELECT STREAM sensor, temp * 9 / 5 + 32 FROM "SOURCE_SQL_STREAM_001" WHERE temp >= 40;"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("sluice.toml"),
+        r#"code = "app.sql"
+[[inputs]]
+[inputs.schema]
+record_format = "JSON"
+columns = [ { name = "SENSOR", sql_type = "VARCHAR(4)", mapping = "$.sensor" },
+            { name = "TEMP", sql_type = "INTEGER", mapping = "$.temp" } ]
+[inputs.source]
+kind = "file"
+path = "in.jsonl"
+[[outputs]]
+stream = "HOT"
+[outputs.destination]
+kind = "file"
+path = "out/hot.jsonl"
+[[outputs]]
+stream = "error_stream"
+[outputs.destination]
+kind = "file"
+path = "out/errors.jsonl"
+"#,
+    )
+    .unwrap();
+    let out = sluice().arg("run").arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hot = std::fs::read_to_string(dir.path().join("out/hot.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = hot.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 10, "{hot}");
+    assert_eq!(rows[0]["SENSOR"], "s1");
+    assert_eq!(rows[0]["TEMP_F"].as_f64(), Some(104.0));
+    let errors = std::fs::read_to_string(dir.path().join("out/errors.jsonl")).unwrap();
+    assert_eq!(errors.lines().count(), 1, "the bad record is in error_stream: {errors}");
+}
+
+#[test]
+fn run_command_reports_bad_sql_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), "").unwrap();
+    std::fs::write(
+        dir.path().join("sluice.toml"),
+        r#"code_text = """
+CREATE OR REPLACE STREAM "OUT" (a INTEGER);
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT" SELECT STREAM a FROM "SOURCE_SQL_STREAM_001" WHERE a >;
+"""
+[[inputs]]
+[inputs.schema]
+record_format = "JSON"
+columns = [ { name = "A", sql_type = "INTEGER", mapping = "$.a" } ]
+[inputs.source]
+kind = "file"
+path = "in.jsonl"
+"#,
+    )
+    .unwrap();
+    let out = sluice().arg("run").arg(dir.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("line 3"), "{stderr}");
+    assert!(stderr.contains("column"), "{stderr}");
+}
