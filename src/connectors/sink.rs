@@ -14,10 +14,19 @@ pub trait Sink: Send {
     fn finish(&mut self) -> BoxFuture<'_, Result<()>>;
 }
 
-pub async fn run_sink(mut sink: Box<dyn Sink>, mut rx: mpsc::Receiver<Message>) -> Result<()> {
+pub async fn run_sink(
+    mut sink: Box<dyn Sink>,
+    mut rx: mpsc::Receiver<Message>,
+    metrics: std::sync::Arc<crate::runtime::metrics::Metrics>,
+) -> Result<()> {
     while let Some(message) = rx.recv().await {
         match message {
-            Message::Data(batch) => sink.write(&batch).await?,
+            Message::Data(batch) => {
+                sink.write(&batch).await?;
+                metrics
+                    .rows_out
+                    .fetch_add(batch.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
             Message::Bound(_) => {}
             Message::End => break,
         }

@@ -31,7 +31,7 @@ pub struct SourceContext {
     /// ROWTIMEs handed out so far never decrease, even if the clock steps back.
     last_rowtime: Millis,
     next_output: usize,
-    pub records_in: u64,
+    pub metrics: std::sync::Arc<crate::runtime::metrics::Metrics>,
 }
 
 impl SourceContext {
@@ -42,6 +42,7 @@ impl SourceContext {
         errors: mpsc::UnboundedSender<Vec<ErrorRow>>,
         time: TimeMode,
         shutdown: watch::Receiver<bool>,
+        metrics: std::sync::Arc<crate::runtime::metrics::Metrics>,
     ) -> Self {
         SourceContext {
             input,
@@ -52,7 +53,7 @@ impl SourceContext {
             shutdown,
             last_rowtime: Millis::MIN,
             next_output: 0,
-            records_in: 0,
+            metrics,
         }
     }
 
@@ -75,7 +76,7 @@ impl SourceContext {
                 .find_map(|r| r.rowtime)
                 .unwrap_or(self.last_rowtime.max(0)),
         };
-        self.records_in += records.len() as u64;
+        self.metrics.add_in(records.len() as u64, default_rowtime);
         let decoded = self.decoder.decode(records, default_rowtime);
         if !decoded.errors.is_empty() {
             let _ = self.errors.send(decoded.errors);

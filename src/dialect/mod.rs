@@ -12,6 +12,7 @@
 pub mod normalize;
 pub mod script;
 pub mod tokens;
+pub mod unsupported;
 
 use datafusion::sql::sqlparser::dialect::{Dialect, GenericDialect};
 

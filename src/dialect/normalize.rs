@@ -186,7 +186,6 @@ fn rewrite_expr(expr: &mut Expr) -> Option<Expr> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::dialect::script::parse_query;
 
     #[test]

@@ -7,7 +7,7 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Location, Token, Tokenizer};
 
-use super::{KdaDialect, normalize, tokens};
+use super::{KdaDialect, normalize, tokens, unsupported};
 use crate::error::{Result, SluiceError};
 use crate::types::{ColumnDef, SqlType};
 
@@ -50,6 +50,12 @@ pub fn parse_script(sql: &str) -> Result<Vec<Statement>> {
             message: e.message.clone(),
         })?;
     let toks = tokens::rewrite(raw);
+    let all_tokens = toks.clone();
+    // An error at the end of input has no token of its own: point after the last one.
+    let end = toks
+        .last()
+        .map(|t| t.span.end)
+        .unwrap_or(Location { line: 1, column: 1 });
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(toks);
     let mut statements = Vec::new();
     loop {
@@ -58,13 +64,34 @@ pub fn parse_script(sql: &str) -> Result<Vec<Statement>> {
             break;
         }
         let location = parser.peek_token().span.start;
-        let statement = parse_statement(&mut parser, location).map_err(|e| sql_error(&parser, e))?;
+        let start = parser.index();
+        let statement = parse_statement(&mut parser, location).map_err(|e| {
+            // Name a KDA construct that sluice cannot parse yet, rather than a syntax error.
+            let upto = (parser.index() + 4).min(all_tokens.len());
+            match unsupported::explain_parse_failure(&all_tokens[start.min(upto)..upto]) {
+                Some((at, feature)) => SluiceError::Unsupported {
+                    line: at.line,
+                    column: at.column,
+                    feature,
+                },
+                None => sql_error(&parser, e, end),
+            }
+        })?;
         statements.push(statement);
         let next = parser.peek_token();
         if !matches!(next.token, Token::SemiColon | Token::EOF) {
+            let upto = (parser.index() + 4).min(all_tokens.len());
+            if let Some((at, feature)) = unsupported::explain_parse_failure(&all_tokens[start.min(upto)..upto]) {
+                return Err(SluiceError::Unsupported {
+                    line: at.line,
+                    column: at.column,
+                    feature,
+                });
+            }
             return Err(sql_error(
                 &parser,
                 ParserError::ParserError(format!("Expected: ; or end of statement, found: {}", next.token)),
+                end,
             ));
         }
     }
@@ -180,13 +207,19 @@ pub fn object_name(name: &ObjectName) -> String {
 /// Turns a sqlparser error into a positioned [`SluiceError::Sql`]. sqlparser appends
 /// " at Line: L, Column: C" to its messages; that position wins over the parser's
 /// current token when present.
-fn sql_error(parser: &Parser, e: ParserError) -> SluiceError {
+fn sql_error(parser: &Parser, e: ParserError, end: Location) -> SluiceError {
     let message = match e {
         ParserError::TokenizerError(m) | ParserError::ParserError(m) => m,
         ParserError::RecursionLimitExceeded => "statement nested too deeply".to_string(),
     };
-    let here = parser.peek_token().span.start;
-    let (message, line, column) = split_location(&message).unwrap_or((message.clone(), here.line, here.column));
+    let mut here = parser.peek_token().span.start;
+    if here.line == 0 {
+        here = end;
+    }
+    let (message, line, column) =
+        split_location(&message)
+            .filter(|(_, line, _)| *line > 0)
+            .unwrap_or((message.clone(), here.line, here.column));
     if let Some(feature) = message.strip_prefix("unsupported: ") {
         return SluiceError::Unsupported {
             line,
@@ -245,7 +278,7 @@ mod tests {
     #[test]
     fn reports_line_and_column() {
         let err = parse_script(
-            "CREATE STREAM s (a INTEGER);\nCREATE PUMP p AS INSERT INTO s\n  SELECT STREAM a FROM WHERE x",
+            "CREATE STREAM s (a INTEGER);\nCREATE PUMP p AS INSERT INTO s\n  SELECT STREAM a FROM s WHERE",
         )
         .unwrap_err();
         match err {

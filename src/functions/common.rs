@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{
     DataType, DurationMicrosecondType, DurationMillisecondType, DurationNanosecondType, DurationSecondType, Field,
     FieldRef, Int64Type, IntervalDayTimeType, IntervalMonthDayNanoType, IntervalUnit, IntervalYearMonthType, TimeUnit,
@@ -268,6 +268,23 @@ pub(crate) fn constant_str(function: &str, arg: &ColumnarValue, what: &str) -> R
     }
 }
 
+/// A Utf8 argument array (the type `coerce_types` asked for), or an Execution error
+/// instead of a panic if the function was invoked without coercion.
+pub(crate) fn utf8(a: &ArrayRef) -> Result<&StringArray> {
+    match a.as_string_opt::<i32>() {
+        Some(s) => Ok(s),
+        None => exec_err!("expected a Utf8 argument, got {}", a.data_type()),
+    }
+}
+
+/// An Int64 argument array, or an Execution error instead of a panic.
+pub(crate) fn int64(a: &ArrayRef) -> Result<&Int64Array> {
+    match a.as_primitive_opt::<Int64Type>() {
+        Some(s) => Ok(s),
+        None => exec_err!("expected an Int64 argument, got {}", a.data_type()),
+    }
+}
+
 /// A compiled regular expression from a process-wide cache keyed by the regex text, so
 /// that a literal pattern is compiled once and not once per (often tiny) batch.
 pub(crate) fn cached_regex(regex: &str) -> Result<Arc<regex::Regex>, String> {
@@ -338,5 +355,107 @@ pub(crate) mod test_util {
     pub async fn table(sql: &str) -> String {
         let batches = run(sql).await.unwrap();
         pretty_format_batches(&batches).unwrap().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{
+        Array, ArrayRef, AsArray, DurationNanosecondArray, Int32Array, IntervalMonthDayNanoArray,
+    };
+    use datafusion::arrow::datatypes::{DataType, Field, IntervalMonthDayNano};
+    use datafusion::common::{DataFusionError, ScalarValue};
+    use datafusion::config::ConfigOptions;
+    use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF};
+
+    use super::{interval_millis, scalar_interval_millis};
+
+    #[test]
+    fn interval_conversions() {
+        let a: ArrayRef = Arc::new(DurationNanosecondArray::from(vec![
+            Some(1_500_000_000),
+            None,
+            Some(-2_500_000),
+        ]));
+        let ms = interval_millis("t", &a).unwrap();
+        assert_eq!(ms.value(0), 1500);
+        assert!(ms.is_null(1));
+        assert_eq!(ms.value(2), -2);
+        let a: ArrayRef = Arc::new(IntervalMonthDayNanoArray::from(vec![IntervalMonthDayNano::new(
+            0, 1, 1_000_000,
+        )]));
+        assert_eq!(interval_millis("t", &a).unwrap().value(0), 86_400_001);
+        let a: ArrayRef = Arc::new(IntervalMonthDayNanoArray::from(vec![IntervalMonthDayNano::new(
+            1, 0, 0,
+        )]));
+        assert!(matches!(interval_millis("t", &a), Err(DataFusionError::Execution(_))));
+        assert_eq!(
+            scalar_interval_millis(&ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(
+                0, 0, 7_000_000
+            )))),
+            Ok(Some(7))
+        );
+        assert!(scalar_interval_millis(&ScalarValue::Int32(Some(1))).is_err());
+    }
+
+    fn invoke(udf: &ScalarUDF, args: Vec<ColumnarValue>, rows: usize) -> datafusion::common::Result<ColumnarValue> {
+        let arg_fields = args
+            .iter()
+            .map(|a| Arc::new(Field::new("a", a.data_type(), true)))
+            .collect::<Vec<_>>();
+        let types: Vec<DataType> = arg_fields.iter().map(|f| f.data_type().clone()).collect();
+        let return_field = Arc::new(Field::new("r", udf.return_type(&types)?, true));
+        udf.invoke_with_args(ScalarFunctionArgs {
+            args,
+            arg_fields,
+            number_rows: rows,
+            return_field,
+            config_options: Arc::new(ConfigOptions::default()),
+        })
+    }
+
+    #[test]
+    fn invoke_directly_with_arrays_and_scalars() {
+        let div = ScalarUDF::from(super::super::division::SluiceDiv::default());
+        let x: ArrayRef = Arc::new(Int32Array::from(vec![Some(7), Some(-7), None]));
+        let out = invoke(
+            &div,
+            vec![
+                ColumnarValue::Array(x.clone()),
+                ColumnarValue::Scalar(ScalarValue::Int32(Some(2))),
+            ],
+            3,
+        )
+        .unwrap()
+        .into_array(3)
+        .unwrap();
+        let out = out.as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        assert_eq!(out.iter().collect::<Vec<_>>(), vec![Some(3), Some(-3), None]);
+        let err = invoke(
+            &div,
+            vec![
+                ColumnarValue::Array(x),
+                ColumnarValue::Scalar(ScalarValue::Int32(Some(0))),
+            ],
+            3,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, DataFusionError::Execution(ref m) if m == "division by zero"),
+            "{err:?}"
+        );
+        // A wrongly typed argument is an error, not a panic.
+        let sub = ScalarUDF::from(super::super::string::KdaSubstring::default());
+        let err = invoke(
+            &sub,
+            vec![
+                ColumnarValue::Array(Arc::new(Int32Array::from(vec![1]))),
+                ColumnarValue::Scalar(ScalarValue::Int64(Some(1))),
+            ],
+            1,
+        );
+        assert!(err.is_err());
     }
 }

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Builder, StringBuilder};
+use datafusion::arrow::array::{Array, ArrayRef, Int64Builder, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::{DataFusionError, Result, ScalarValue, plan_err};
 use datafusion::logical_expr::{
@@ -25,7 +25,7 @@ use crate::types::TIMESTAMP_TYPE;
 
 use super::common::{
     check_arity, coerce_string, coerce_timestamp, eval_arrays, millis_to_timestamp, return_field, scalar_str,
-    timestamp_millis,
+    timestamp_millis, utf8,
 };
 use super::simple_date_format::{Token, format, parse, tokenize};
 
@@ -99,8 +99,8 @@ impl ScalarUDFImpl for CharToTimestamp {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         eval_arrays(&args.args, args.number_rows, |a| {
-            let fmt = a[0].as_string::<i32>();
-            let text = a[1].as_string::<i32>();
+            let fmt = utf8(&a[0])?;
+            let text = utf8(&a[1])?;
             let mut formats = Formats::default();
             let mut out = Int64Builder::with_capacity(text.len());
             for i in 0..text.len() {
@@ -166,7 +166,7 @@ impl ScalarUDFImpl for TimestampToChar {
             return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)));
         }
         eval_arrays(&args.args, args.number_rows, |a| {
-            let fmt = a[0].as_string::<i32>();
+            let fmt = utf8(&a[0])?;
             let ts = timestamp_millis(&a[1])?;
             let mut formats = Formats::default();
             let mut out = StringBuilder::with_capacity(ts.len(), ts.len() * 24);

@@ -12,8 +12,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array};
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::array::{ArrayRef, Int64Array};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::sort_properties::{ExprProperties, SortProperties};
@@ -22,7 +22,7 @@ use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl,
 use crate::types::TIMESTAMP_TYPE;
 
 use super::common::{
-    check_arity, coerce_int64, coerce_timestamp, eval_arrays, is_timestamp_like, millis_to_timestamp,
+    check_arity, coerce_int64, coerce_timestamp, eval_arrays, int64, is_timestamp_like, millis_to_timestamp,
     monotonic_in_first, row_error, timestamp_millis,
 };
 
@@ -107,7 +107,7 @@ impl ScalarUDFImpl for ToTimestampMs {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         eval_arrays(&args.args, args.number_rows, |a| match a[0].data_type() {
-            DataType::Int64 => Ok(millis_to_timestamp(a[0].as_primitive::<Int64Type>().clone())),
+            DataType::Int64 => Ok(millis_to_timestamp(int64(&a[0])?.clone())),
             DataType::Null => Ok(millis_to_timestamp(Int64Array::new_null(a[0].len()))),
             t => exec_err!("TO_TIMESTAMP: expected BIGINT, got {t}"),
         })
@@ -130,7 +130,7 @@ impl Default for TsDiff {
 /// The milliseconds of a TSDIFF argument (TIMESTAMP(ms) or Int64).
 fn millis_of(a: &ArrayRef) -> Result<Int64Array> {
     match a.data_type() {
-        DataType::Int64 => Ok(a.as_primitive::<Int64Type>().clone()),
+        DataType::Int64 => Ok(int64(a)?.clone()),
         _ => timestamp_millis(a),
     }
 }

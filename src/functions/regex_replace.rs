@@ -20,13 +20,13 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::array::{Array, ArrayRef, StringBuilder};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, Result, exec_err};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 use regex::{Captures, Regex};
 
-use super::common::{cached_regex, check_arity, coerce_int64, coerce_string, eval_arrays};
+use super::common::{cached_regex, check_arity, coerce_int64, coerce_string, eval_arrays, int64, utf8};
 
 const NAME: &str = "kda_regex_replace";
 
@@ -197,11 +197,11 @@ impl ScalarUDFImpl for KdaRegexReplace {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         eval_arrays(&args.args, args.number_rows, |a| {
-            let original = a[0].as_string::<i32>();
-            let regex = a[1].as_string::<i32>();
-            let replacement = a[2].as_string::<i32>();
-            let start = a.get(3).map(|a| a.as_primitive::<Int64Type>());
-            let occurrence = a.get(4).map(|a| a.as_primitive::<Int64Type>());
+            let original = utf8(&a[0])?;
+            let regex = utf8(&a[1])?;
+            let replacement = utf8(&a[2])?;
+            let start = a.get(3).map(int64).transpose()?;
+            let occurrence = a.get(4).map(int64).transpose()?;
             // (regex, replacement) → compiled regex and parsed replacement, per batch.
             let mut compiled: HashMap<(&str, &str), Compiled> = HashMap::new();
             let mut out = StringBuilder::with_capacity(original.len(), original.value_data().len());

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray};
 use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
@@ -19,7 +19,7 @@ use datafusion::logical_expr::{
 };
 use regex::Regex;
 
-use super::common::{cached_regex, check_arity, coerce_string, eval_arrays, return_field, scalar_str};
+use super::common::{cached_regex, check_arity, coerce_string, eval_arrays, return_field, scalar_str, utf8};
 
 const NAME: &str = "similar_to";
 
@@ -254,15 +254,15 @@ impl ScalarUDFImpl for SimilarTo {
         if let (Some(pattern), Some(escape)) = (pattern, escape) {
             let re = compile(pattern, escape)?;
             return eval_arrays(&args.args[..1], args.number_rows, |a| {
-                let s = a[0].as_string::<i32>();
+                let s = utf8(&a[0])?;
                 let out: BooleanArray = s.iter().map(|v| v.map(|v| re.is_match(v))).collect();
                 Ok(Arc::new(out) as ArrayRef)
             });
         }
         eval_arrays(&args.args, args.number_rows, |a| {
-            let s = a[0].as_string::<i32>();
-            let p = a[1].as_string::<i32>();
-            let e = a.get(2).map(|e| e.as_string::<i32>());
+            let s = utf8(&a[0])?;
+            let p = utf8(&a[1])?;
+            let e = a.get(2).map(utf8).transpose()?;
             let mut local: HashMap<(&str, Option<&str>), Arc<Regex>> = HashMap::new();
             let mut out = BooleanArray::builder(s.len());
             for i in 0..s.len() {

@@ -9,12 +9,12 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Builder, StringBuilder};
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::array::{Array, ArrayRef, Int32Builder, StringBuilder};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
-use super::common::{check_arity, coerce_int64, coerce_string, eval_arrays};
+use super::common::{check_arity, coerce_int64, coerce_string, eval_arrays, int64, utf8};
 
 /// KDA SUBSTRING on one value (character positions).
 pub fn substring(s: &str, start: i64, len: Option<i64>) -> Result<&str> {
@@ -99,9 +99,9 @@ impl ScalarUDFImpl for KdaSubstring {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         eval_arrays(&args.args, args.number_rows, |a| {
-            let s = a[0].as_string::<i32>();
-            let start = a[1].as_primitive::<Int64Type>();
-            let len = a.get(2).map(|l| l.as_primitive::<Int64Type>());
+            let s = utf8(&a[0])?;
+            let start = int64(&a[1])?;
+            let len = a.get(2).map(int64).transpose()?;
             let mut out = StringBuilder::with_capacity(s.len(), s.value_data().len());
             for i in 0..s.len() {
                 if s.is_null(i) || start.is_null(i) || len.is_some_and(|l| l.is_null(i)) {
@@ -153,8 +153,8 @@ impl ScalarUDFImpl for KdaPosition {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         eval_arrays(&args.args, args.number_rows, |a| {
-            let sub = a[0].as_string::<i32>();
-            let s = a[1].as_string::<i32>();
+            let sub = utf8(&a[0])?;
+            let s = utf8(&a[1])?;
             let mut out = Int32Builder::with_capacity(s.len());
             for i in 0..s.len() {
                 if sub.is_null(i) || s.is_null(i) {

@@ -58,8 +58,32 @@ impl ScalarUDFImpl for CurrentRowTimestamp {
     }
 }
 
+/// `MONOTONIC(x)`: the user declares `x` monotonic (KDA trusts it); the value is `x`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Monotonic {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Monotonic {
+    fn name(&self) -> &str {
+        "monotonic"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(args[0].clone())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(args.args.into_iter().next().expect("one argument by signature"))
+    }
+}
+
 pub fn marker_udfs() -> Vec<Arc<ScalarUDF>> {
     vec![
+        Arc::new(ScalarUDF::new_from_impl(Monotonic {
+            signature: Signature::any(1, Volatility::Immutable),
+        })),
         Arc::new(ScalarUDF::new_from_impl(StaggerWindow {
             signature: Signature::any(1, Volatility::Immutable),
         })),

@@ -197,6 +197,14 @@ fn load_reference(reference: &crate::app::ReferenceSpec) -> Result<datafusion::a
 
 /// Plans one query into a DataFusion logical plan, analysed (types coerced).
 pub fn plan_query(query: &ast::Query, catalog: &Catalog, at: Location) -> Result<LogicalPlan> {
+    if let Some((loc, feature)) = crate::dialect::unsupported::find_in_query(query) {
+        let loc = if loc.line == 0 { at } else { loc };
+        return Err(SluiceError::Unsupported {
+            line: loc.line,
+            column: loc.column,
+            feature,
+        });
+    }
     let mut query = Box::new(query.clone());
     normalize::normalize_query(&mut query);
     let options = ParserOptions::new()
@@ -283,6 +291,17 @@ fn df_error(e: DataFusionError, at: Location) -> SluiceError {
         .filter(|(l, _)| *l > 0)
         .unwrap_or((at.line, at.column));
     let message = e.strip_backtrace().replace("Error during planning: ", "");
+    if let Some(name) = message
+        .split("Invalid function '")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+    {
+        return SluiceError::Sql {
+            line,
+            column,
+            message: format!("unknown function {}", name.to_uppercase()),
+        };
+    }
     if message.contains("This feature is not implemented") || message.starts_with("Not implemented") {
         return SluiceError::Unsupported {
             line,

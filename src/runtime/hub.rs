@@ -141,11 +141,15 @@ impl Hub {
 pub async fn run_error_hub(
     mut rx: mpsc::UnboundedReceiver<Vec<crate::error::ErrorRow>>,
     readers: Vec<mpsc::Sender<Message>>,
+    metrics: std::sync::Arc<super::metrics::Metrics>,
 ) {
     while let Some(rows) = rx.recv().await {
         if rows.is_empty() {
             continue;
         }
+        metrics
+            .error_rows
+            .fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(count = rows.len(), first = %rows[0].message, "records sent to error_stream");
         let batch = crate::error::error_rows_to_batch(&rows);
         for r in &readers {

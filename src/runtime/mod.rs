@@ -3,6 +3,7 @@
 //! sources).
 
 pub mod hub;
+pub mod metrics;
 pub mod pump;
 
 use std::collections::HashMap;
@@ -26,6 +27,15 @@ use crate::planner::plan_application;
 use hub::{Hub, StreamWriter};
 
 const CHANNEL_CAPACITY: usize = 64;
+
+/// Stops a background task when the run ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 fn source_for(spec: &SourceSpec) -> Result<Box<dyn Source>> {
     Ok(match spec {
@@ -60,6 +70,13 @@ pub async fn run_app(app: &AppSpec, options: RunOptions) -> Result<RunOutput> {
 
 pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::Receiver<bool>) -> Result<RunOutput> {
     let plan = plan_application(app)?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let reporter = matches!(options.time, crate::engine::TimeMode::WallClock { .. }).then(|| {
+        AbortOnDrop(tokio::spawn(metrics::report(
+            Arc::clone(&metrics),
+            std::time::Duration::from_secs(10),
+        )))
+    });
     for output in &app.outputs {
         if plan.stream(&output.stream).is_none() {
             let names: Vec<&str> = plan.streams.iter().map(|s| s.name.as_str()).collect();
@@ -104,7 +121,7 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
             }
             DestinationSpec::Unsupported { .. } => unreachable!("rejected above"),
         };
-        tasks.spawn(run_sink(sink, rx));
+        tasks.spawn(run_sink(sink, rx, Arc::clone(&metrics)));
     }
 
     // Writers of each stream: the input feeding it, or the pumps inserting into it.
@@ -147,6 +164,7 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
     tokio::spawn(hub::run_error_hub(
         error_rx,
         readers.remove(ERROR_STREAM).unwrap_or_default(),
+        Arc::clone(&metrics),
     ));
 
     for (pump, input) in plan.pumps.into_iter().zip(pump_inputs) {
@@ -164,6 +182,7 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
             error_tx.clone(),
             options.time.clone(),
             shutdown.clone(),
+            Arc::clone(&metrics),
         );
         tasks.spawn(source.run(ctx));
     }
@@ -183,6 +202,13 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
             }
         }
     }
+    drop(reporter);
+    tracing::info!(
+        records_in = metrics.records_in.load(std::sync::atomic::Ordering::Relaxed),
+        rows_out = metrics.rows_out.load(std::sync::atomic::Ordering::Relaxed),
+        error_rows = metrics.error_rows.load(std::sync::atomic::Ordering::Relaxed),
+        "finished"
+    );
     let mut output = RunOutput::default();
     for (stream, batches) in collected {
         let batches = std::mem::take(&mut *batches.lock().expect("collect sink lock"));

@@ -128,6 +128,6 @@ path = "in.jsonl"
     let out = sluice().arg("run").arg(dir.path()).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("line 3"), "{stderr}");
+    assert!(stderr.contains("line 2, column 103"), "{stderr}");
     assert!(stderr.contains("column"), "{stderr}");
 }

@@ -512,7 +512,7 @@ fn binary_from_text(s: &str, out: &mut Vec<u8>) -> Result<(), &'static str> {
     let b = s.as_bytes();
     if b.len() >= 3 && (b[0] == b'X' || b[0] == b'x') && b[1] == b'\'' && b[b.len() - 1] == b'\'' {
         let hex = &b[2..b.len() - 1];
-        if hex.len() % 2 != 0 {
+        if !hex.len().is_multiple_of(2) {
             return Err("is not a valid binary literal (odd number of hex digits)");
         }
         for pair in hex.chunks(2) {
