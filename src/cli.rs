@@ -37,6 +37,17 @@ pub enum Command {
         /// How often time advances while input is quiet, in milliseconds (A19).
         #[arg(long, default_value_t = 1000)]
         bound_interval_ms: u64,
+        /// Keep state in this folder: checkpoints are taken there, and a restart with
+        /// the same folder resumes from the last one without losing or repeating input.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// How often a checkpoint is taken, in milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        checkpoint_interval_ms: u64,
+        /// Discard the state in --state-dir (for example after changing the
+        /// application) and start from the beginning.
+        #[arg(long)]
+        fresh: bool,
     },
     /// Run conformance cases (folders with case.toml, or folders of them) and compare
     /// each output stream with its recording. Ends with `N passed, M failed`.
@@ -60,6 +71,9 @@ pub async fn main_with(cli: Cli) -> anyhow::Result<i32> {
             seed,
             limit,
             bound_interval_ms,
+            state_dir,
+            checkpoint_interval_ms,
+            fresh,
         } => {
             let mut spec = crate::manifest::load_manifest(&manifest_path(app))?;
             crate::manifest::validate(&spec)?;
@@ -83,9 +97,12 @@ pub async fn main_with(cli: Cli) -> anyhow::Result<i32> {
                 }
             });
             tracing::info!(app = %spec.name, inputs = spec.inputs.len(), outputs = spec.outputs.len(), "starting");
-            let options = RunOptions {
-                time: TimeMode::WallClock { bound_interval_ms },
-            };
+            let mut options = RunOptions::new(TimeMode::WallClock { bound_interval_ms });
+            options.checkpoints = state_dir.map(|state_dir| crate::engine::CheckpointOptions {
+                state_dir,
+                interval_ms: checkpoint_interval_ms,
+                fresh,
+            });
             crate::runtime::run_app_until(&spec, options, stop_rx).await?;
             Ok(0)
         }

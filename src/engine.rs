@@ -22,6 +22,26 @@ pub enum TimeMode {
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub time: TimeMode,
+    /// Durable state: checkpoints in a folder, and resuming from the last one.
+    pub checkpoints: Option<CheckpointOptions>,
+}
+
+impl RunOptions {
+    pub fn new(time: TimeMode) -> Self {
+        RunOptions {
+            time,
+            checkpoints: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckpointOptions {
+    pub state_dir: std::path::PathBuf,
+    /// How often a checkpoint is taken (default 10 s).
+    pub interval_ms: u64,
+    /// Discard the state of a different application instead of refusing to start.
+    pub fresh: bool,
 }
 
 /// The rows of every output whose destination is [`crate::app::DestinationSpec::Collect`],

@@ -12,12 +12,20 @@ pub trait Sink: Send {
     fn write<'a>(&'a mut self, batch: &'a RecordBatch) -> BoxFuture<'a, Result<()>>;
     /// The stream ended: flush and close.
     fn finish(&mut self) -> BoxFuture<'_, Result<()>>;
+
+    /// Flushes and returns what a restart needs to continue exactly here (for a file:
+    /// its length, so rows written after the checkpoint are cut off and written again
+    /// once, not twice). None when the sink cannot take back what it delivered.
+    fn checkpoint(&mut self) -> BoxFuture<'_, Result<Option<Vec<u8>>>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 pub async fn run_sink(
     mut sink: Box<dyn Sink>,
     mut rx: mpsc::Receiver<Message>,
     metrics: std::sync::Arc<crate::runtime::metrics::Metrics>,
+    checkpoints: Option<(crate::state::CheckpointHandle, String)>,
 ) -> Result<()> {
     while let Some(message) = rx.recv().await {
         match message {
@@ -28,10 +36,19 @@ pub async fn run_sink(
                     .fetch_add(batch.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
             }
             Message::Bound(_) => {}
+            Message::Barrier(id) => {
+                if let Some((c, part)) = &checkpoints {
+                    c.ack(id, part, sink.checkpoint().await?);
+                }
+            }
             Message::End => break,
         }
     }
-    sink.finish().await
+    sink.finish().await?;
+    if let Some((c, part)) = &checkpoints {
+        c.finish(part, sink.checkpoint().await?);
+    }
+    Ok(())
 }
 
 /// Encodes rows as JSON lines or CSV onto any async writer (stdout, a file).
@@ -40,6 +57,10 @@ pub struct LineSink<W> {
     format: crate::app::OutputFormat,
     buffer: Vec<u8>,
     pub rows: u64,
+    /// Bytes written so far (including what was there when a restart resumed).
+    pub written: u64,
+    /// A file can be cut back to a checkpoint; a terminal cannot.
+    pub rewindable: bool,
 }
 
 impl<W: tokio::io::AsyncWrite + Unpin + Send> LineSink<W> {
@@ -49,6 +70,8 @@ impl<W: tokio::io::AsyncWrite + Unpin + Send> LineSink<W> {
             format,
             buffer: Vec::new(),
             rows: 0,
+            written: 0,
+            rewindable: false,
         }
     }
 }
@@ -67,6 +90,7 @@ impl<W: tokio::io::AsyncWrite + Unpin + Send> Sink for LineSink<W> {
                 }
             }
             self.rows += batch.num_rows() as u64;
+            self.written += self.buffer.len() as u64;
             self.writer
                 .write_all(&self.buffer)
                 .await
@@ -87,6 +111,20 @@ impl<W: tokio::io::AsyncWrite + Unpin + Send> Sink for LineSink<W> {
                 .flush()
                 .await
                 .map_err(|e| crate::SluiceError::runtime(format!("flushing output: {e}")))
+        })
+    }
+
+    fn checkpoint(&mut self) -> BoxFuture<'_, Result<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            use tokio::io::AsyncWriteExt;
+            if !self.rewindable {
+                return Ok(None);
+            }
+            self.writer
+                .flush()
+                .await
+                .map_err(|e| crate::SluiceError::runtime(format!("flushing output: {e}")))?;
+            Ok(Some(self.written.to_le_bytes().to_vec()))
         })
     }
 }

@@ -32,6 +32,12 @@ pub struct SourceContext {
     last_rowtime: Millis,
     next_output: usize,
     pub metrics: std::sync::Arc<crate::runtime::metrics::Metrics>,
+    /// Where checkpoints are reported, when the application keeps state.
+    checkpoints: Option<crate::state::CheckpointHandle>,
+    last_barrier: u64,
+    /// The position saved by the checkpoint a restart resumes from: the source skips
+    /// what comes before it.
+    pub resume: Option<u64>,
 }
 
 impl SourceContext {
@@ -54,6 +60,36 @@ impl SourceContext {
             last_rowtime: Millis::MIN,
             next_output: 0,
             metrics,
+            checkpoints: None,
+            last_barrier: 0,
+            resume: None,
+        }
+    }
+
+    /// Takes part in checkpoints, resuming from `resume` (the saved position).
+    pub fn with_checkpoints(mut self, handle: crate::state::CheckpointHandle, resume: Option<u64>) -> Self {
+        self.last_barrier = *handle.trigger.borrow();
+        self.checkpoints = Some(handle);
+        self.resume = resume;
+        self
+    }
+
+    fn part(&self) -> String {
+        format!("source/{}", self.input)
+    }
+
+    /// Called by a source between batches, with its position (what a restart should
+    /// skip to): when a checkpoint was triggered, saves the position and emits the
+    /// barrier on every stream of the input.
+    pub async fn checkpoint_point(&mut self, position: u64) {
+        let Some(c) = &self.checkpoints else { return };
+        let id = *c.trigger.borrow();
+        if id > self.last_barrier {
+            self.last_barrier = id;
+            c.ack(id, &self.part(), Some(position.to_le_bytes().to_vec()));
+            for out in &self.outputs {
+                out.send(Message::Barrier(id)).await;
+            }
         }
     }
 
@@ -97,7 +133,10 @@ impl SourceContext {
 
     /// Ends the input: advances time to where the end of input takes it (everything, or
     /// `flush_at` for a recording), then ends every stream.
-    pub async fn finish(&mut self) {
+    pub async fn finish(&mut self, position: u64) {
+        if let Some(c) = &self.checkpoints {
+            c.finish(&self.part(), Some(position.to_le_bytes().to_vec()));
+        }
         let t = match self.time {
             TimeMode::Recorded { flush_at: Some(t) } => t,
             _ => Millis::MAX,

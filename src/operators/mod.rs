@@ -27,7 +27,10 @@ pub enum Message {
     /// A rowtime bound: no later row of this stream has a smaller ROWTIME. Bounds close
     /// windows when input goes quiet.
     Bound(Millis),
-    // Room for checkpoint barriers: `Barrier(CheckpointId)` flows like a bound.
+    /// Checkpoint barrier N: every row before it belongs to checkpoint N, every row
+    /// after it to a later one. A task saves its state when it has seen barrier N on all
+    /// of its inputs (see `crate::state`).
+    Barrier(u64),
     /// The stream has ended; nothing follows.
     End,
 }
@@ -49,6 +52,17 @@ pub trait Operator: Send {
     /// Time reached `bound`. Windowed operators emit what this closes.
     fn on_bound(&mut self, _bound: Millis, _ctx: &mut OpContext) -> Result<Vec<RecordBatch>> {
         Ok(vec![])
+    }
+
+    /// The operator's state for a checkpoint; None for a stateless operator. Taking a
+    /// snapshot must not change what the operator emits afterwards.
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Restores the state a [`Operator::snapshot`] saved (before any input arrives).
+    fn restore(&mut self, _state: &[u8]) -> Result<()> {
+        Ok(())
     }
 }
 

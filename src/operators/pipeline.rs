@@ -45,6 +45,35 @@ impl Pipeline {
         Ok(out)
     }
 
+    /// The state of every operator, framed in chain order.
+    pub fn snapshot(&mut self) -> Result<Vec<u8>> {
+        let parts = self
+            .ops
+            .iter_mut()
+            .map(|op| op.snapshot())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(crate::state::snapshot::frame(&parts))
+    }
+
+    /// Restores what [`Pipeline::snapshot`] saved. The chain must be the same one.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let parts = crate::state::snapshot::unframe(bytes)?;
+        if parts.len() != self.ops.len() {
+            return Err(crate::SluiceError::runtime(format!(
+                "the saved state of pump {} has {} operators, the plan has {}",
+                self.pump,
+                parts.len(),
+                self.ops.len()
+            )));
+        }
+        for (op, part) in self.ops.iter_mut().zip(parts) {
+            if let Some(bytes) = part {
+                op.restore(&bytes)?;
+            }
+        }
+        Ok(())
+    }
+
     fn run_from(
         &mut self,
         start: usize,

@@ -12,7 +12,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
@@ -163,6 +164,94 @@ fn window_values(
 impl Operator for SlidingWindowOp {
     fn name(&self) -> &'static str {
         "SlidingWindow"
+    }
+
+    /// Per window: for a bounded frame, the rows in it (partition key, ROWTIME,
+    /// argument values), from which the accumulators are rebuilt; for an unbounded
+    /// frame, each partition's accumulator state.
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>> {
+        let mut sections = Vec::with_capacity(self.windows.len());
+        for w in &mut self.windows {
+            let mut keys: Vec<&[u8]> = Vec::new();
+            let mut times = Vec::new();
+            let mut columns: Vec<Vec<ArrayRef>> = Vec::new();
+            let bounded = w.spec.frame.bounded();
+            let mut states: Vec<Vec<ScalarValue>> = Vec::new();
+            for (key, p) in w.partitions.iter_mut() {
+                if bounded {
+                    for (t, args) in &p.rows {
+                        keys.push(key);
+                        times.push(*t);
+                        columns.push(args.clone());
+                    }
+                } else {
+                    keys.push(key);
+                    states.push(p.accumulator.state()?);
+                }
+            }
+            let mut section: Vec<ArrayRef> = vec![Arc::new(BinaryArray::from(keys))];
+            if bounded {
+                section.push(Arc::new(Int64Array::from(times)));
+                // with no rows there is nothing to rebuild from: keys and times suffice
+                if !columns.is_empty() {
+                    for a in 0..columns[0].len() {
+                        let parts: Vec<&dyn Array> = columns.iter().map(|c| c[a].as_ref()).collect();
+                        section.push(datafusion::arrow::compute::concat(&parts)?);
+                    }
+                }
+            } else if let Some(first) = states.first() {
+                for k in 0..first.len() {
+                    section.push(ScalarValue::iter_to_array(states.iter().map(|s| s[k].clone()))?);
+                }
+            }
+            sections.push(section);
+        }
+        Ok(Some(crate::state::snapshot::encode(&sections)?))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<()> {
+        let sections = crate::state::snapshot::decode(state)?;
+        if sections.len() != self.windows.len() {
+            return Err(SluiceError::runtime("corrupt sliding-window state"));
+        }
+        for (w, section) in self.windows.iter_mut().zip(sections) {
+            let Some(keys) = section.first() else { continue };
+            let keys = keys.as_binary::<i32>();
+            if w.spec.frame.bounded() {
+                let times = section[1].as_primitive::<Int64Type>();
+                for i in 0..keys.len() {
+                    let key = keys.value(i);
+                    if !w.partitions.contains_key(key) {
+                        let accumulator = w.new_accumulator()?;
+                        w.partitions.insert(
+                            key.into(),
+                            Partition {
+                                accumulator,
+                                rows: VecDeque::new(),
+                            },
+                        );
+                    }
+                    let p = w.partitions.get_mut(key).expect("inserted above");
+                    let args: Vec<ArrayRef> = section[2..].iter().map(|a| a.slice(i, 1)).collect();
+                    p.accumulator.update_batch(&args)?;
+                    p.rows.push_back((times.value(i), args));
+                }
+            } else {
+                for i in 0..keys.len() {
+                    let mut accumulator = w.new_accumulator()?;
+                    let state: Vec<ArrayRef> = section[1..].iter().map(|a| a.slice(i, 1)).collect();
+                    accumulator.merge_batch(&state)?;
+                    w.partitions.insert(
+                        keys.value(i).into(),
+                        Partition {
+                            accumulator,
+                            rows: VecDeque::new(),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     fn on_batch(&mut self, batch: RecordBatch, ctx: &mut OpContext) -> Result<Vec<RecordBatch>> {

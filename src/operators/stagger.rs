@@ -11,8 +11,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array};
+use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch, TimestampMillisecondArray, UInt32Array};
 use datafusion::arrow::compute::{partition, take};
+use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::ScalarValue;
@@ -198,6 +199,74 @@ impl StaggerAggregateOp {
 impl Operator for StaggerAggregateOp {
     fn name(&self) -> &'static str {
         "StaggerAggregate"
+    }
+
+    /// Every open window, soonest to close first: its key values, close time, and
+    /// each aggregate's partial state.
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>> {
+        if self.open.is_empty() {
+            return Ok(None);
+        }
+        let order: Vec<OwnedRow> = self.closing.iter().map(|(_, k)| k.clone()).collect();
+        let mut windows = Vec::with_capacity(order.len());
+        for key in &order {
+            let w = self.open.get_mut(key).expect("every closing entry has a window");
+            let states = w
+                .accumulators
+                .iter_mut()
+                .map(|a| a.state())
+                .collect::<Result<Vec<_>, _>>()?;
+            windows.push((w.key_values.clone(), w.close, states));
+        }
+        let n_keys = self.keys.len();
+        let keys = (0..n_keys)
+            .map(|i| ScalarValue::iter_to_array(windows.iter().map(|w| w.0[i].clone())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let closes: ArrayRef = Arc::new(Int64Array::from(windows.iter().map(|w| w.1).collect::<Vec<_>>()));
+        let mut sections = vec![keys, vec![closes]];
+        for j in 0..self.aggregates.len() {
+            let fields = windows[0].2[j].len();
+            sections.push(
+                (0..fields)
+                    .map(|k| ScalarValue::iter_to_array(windows.iter().map(|w| w.2[j][k].clone())))
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+        }
+        Ok(Some(crate::state::snapshot::encode(&sections)?))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<()> {
+        let sections = crate::state::snapshot::decode(state)?;
+        let [keys, closes, states @ ..] = sections.as_slice() else {
+            return Err(SluiceError::runtime("corrupt stagger-window state"));
+        };
+        let closes = closes[0].as_primitive::<Int64Type>();
+        let rows = self.converter.convert_columns(keys)?;
+        for w in 0..closes.len() {
+            let key = rows.row(w).owned();
+            let key_values = keys
+                .iter()
+                .map(|k| ScalarValue::try_from_array(k, w))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut accumulators = Vec::with_capacity(self.aggregates.len());
+            for (agg, state) in self.aggregates.iter().zip(states) {
+                let mut acc = agg.create_accumulator()?;
+                let slices: Vec<ArrayRef> = state.iter().map(|a| a.slice(w, 1)).collect();
+                acc.merge_batch(&slices)?;
+                accumulators.push(acc);
+            }
+            let close = closes.value(w);
+            self.closing.insert((close, key.clone()));
+            self.open.insert(
+                key,
+                Window {
+                    key_values,
+                    close,
+                    accumulators,
+                },
+            );
+        }
+        Ok(())
     }
 
     fn on_batch(&mut self, batch: RecordBatch, ctx: &mut OpContext) -> Result<Vec<RecordBatch>> {

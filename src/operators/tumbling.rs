@@ -15,8 +15,11 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, TimestampMillisecondArray, new_null_array};
+use datafusion::arrow::array::{
+    ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, TimestampMillisecondArray, new_null_array,
+};
 use datafusion::arrow::compute::partition;
+use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
@@ -70,6 +73,7 @@ pub struct TumblingAggregateOp {
     time_columns: Vec<usize>,
     aggregates: Vec<AggregateSlot>,
     group_values: Box<dyn GroupValues>,
+    group_schema: SchemaRef,
     group_indices: Vec<usize>,
     input_schema: SchemaRef,
     /// Group columns, aggregate columns, ROWTIME.
@@ -90,13 +94,14 @@ impl TumblingAggregateOp {
             .iter()
             .map(|c| c.index())
             .collect();
-        let group_values = new_group_values(group_schema, &GroupOrdering::None)?;
+        let group_values = new_group_values(Arc::clone(&group_schema), &GroupOrdering::None)?;
         Ok(TumblingAggregateOp {
             group_exprs,
             time_key,
             time_columns,
             aggregates,
             group_values,
+            group_schema,
             group_indices: Vec::new(),
             input_schema,
             output_schema,
@@ -194,12 +199,21 @@ impl TumblingAggregateOp {
         Ok(())
     }
 
+    /// Takes every group key out. DataFusion 55's multi-column `GroupValues` keeps its
+    /// hash table after `emit(EmitTo::All)` (pointing at groups that are gone), so a
+    /// drained instance is replaced by a fresh one rather than reused.
+    fn drain_groups(&mut self) -> Result<Vec<ArrayRef>> {
+        let groups = self.group_values.emit(EmitTo::All)?;
+        self.group_values = new_group_values(Arc::clone(&self.group_schema), &GroupOrdering::None)?;
+        Ok(groups)
+    }
+
     fn emit(&mut self) -> Result<Option<RecordBatch>> {
         let Some(open) = self.open.take() else { return Ok(None) };
         if self.group_values.is_empty() {
             return Ok(None);
         }
-        let mut columns = self.group_values.emit(EmitTo::All)?;
+        let mut columns = self.drain_groups()?;
         let n = columns.first().map(|c| c.len()).unwrap_or(0);
         for slot in &mut self.aggregates {
             columns.push(slot.accumulator.evaluate(EmitTo::All)?);
@@ -221,9 +235,58 @@ impl TumblingAggregateOp {
     }
 }
 
+impl TumblingAggregateOp {
+    /// Puts group keys and accumulator states back (after a snapshot drained them, or
+    /// from a checkpoint).
+    fn reload(&mut self, groups: &[ArrayRef], states: &[Vec<ArrayRef>]) -> Result<()> {
+        if groups.is_empty() || groups[0].is_empty() {
+            return Ok(());
+        }
+        self.group_values.intern(groups, &mut self.group_indices)?;
+        let total = self.group_values.len();
+        for (slot, state) in self.aggregates.iter_mut().zip(states) {
+            slot.accumulator.merge_batch(state, &self.group_indices, total)?;
+        }
+        Ok(())
+    }
+}
+
 impl Operator for TumblingAggregateOp {
     fn name(&self) -> &'static str {
         "TumblingAggregate"
+    }
+
+    /// The open bucket (key, end), its group keys, and each aggregate's partial state
+    /// (DataFusion's own state layout, the one its merge phase reads).
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>> {
+        let Some(open) = &self.open else { return Ok(None) };
+        let bucket = vec![
+            open.key.to_array()?,
+            Arc::new(Int64Array::from(vec![open.end])) as ArrayRef,
+        ];
+        // DataFusion's grouped accumulators can only hand their state over by draining
+        // it: drain, keep a copy, and merge it straight back.
+        let groups = self.drain_groups()?;
+        let states = self
+            .aggregates
+            .iter_mut()
+            .map(|s| s.accumulator.state(EmitTo::All))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.reload(&groups, &states)?;
+        let mut sections = vec![bucket, groups];
+        sections.extend(states);
+        Ok(Some(crate::state::snapshot::encode(&sections)?))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<()> {
+        let sections = crate::state::snapshot::decode(state)?;
+        let [bucket, groups, states @ ..] = sections.as_slice() else {
+            return Err(SluiceError::runtime("corrupt tumbling-window state"));
+        };
+        let key = ScalarValue::try_from_array(&bucket[0], 0)?;
+        let end = bucket[1].as_primitive::<Int64Type>().value(0);
+        self.open = Some(OpenBucket { key, end });
+        self.reload(groups, states)
     }
 
     fn on_batch(&mut self, batch: RecordBatch, ctx: &mut OpContext) -> Result<Vec<RecordBatch>> {

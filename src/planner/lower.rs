@@ -236,6 +236,9 @@ fn lower_stagger(
     };
     let input_df = agg.input.schema();
     let input_schema = Arc::clone(&lowered.batch_schema);
+    if agg.group_expr.len() < 2 {
+        return Err(at.error("WINDOWED BY STAGGER needs PARTITION BY with at least one key"));
+    }
     let key_exprs: Vec<Expr> = agg
         .group_expr
         .iter()

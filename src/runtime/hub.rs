@@ -30,6 +30,8 @@ struct WriterState {
     /// No later row from this writer has a smaller ROWTIME.
     frontier: Millis,
     ended: bool,
+    /// It delivered the barrier being aligned.
+    at_barrier: bool,
 }
 
 pub struct Hub {
@@ -48,6 +50,7 @@ impl Hub {
             .map(|_| WriterState {
                 frontier: Millis::MIN,
                 ended: false,
+                at_barrier: false,
             })
             .collect();
         Hub {
@@ -66,20 +69,74 @@ impl Hub {
         }
     }
 
-    pub async fn run(mut self, mut rx: mpsc::Receiver<(usize, Message)>) -> Result<()> {
+    /// Restores the rows a checkpoint held back (before any message arrives).
+    pub fn restore(&mut self, state: &[u8]) -> Result<()> {
+        for arrays in crate::state::snapshot::decode(state)? {
+            if !arrays.is_empty() {
+                self.pending.push(RecordBatch::try_new(self.schema.clone(), arrays)?);
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Option<Vec<u8>>> {
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let all = concat_batches(&self.schema, &self.pending)?;
+        Ok(Some(crate::state::snapshot::encode(&[all.columns().to_vec()])?))
+    }
+
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<(usize, Message)>,
+        checkpoints: Option<crate::state::CheckpointHandle>,
+    ) -> Result<()> {
+        let part = format!("hub/{}", self.name);
+        let finish = |state: Option<Vec<u8>>| {
+            if let Some(c) = &checkpoints {
+                c.finish(&part, state);
+            }
+        };
         if self.writers.is_empty() {
             self.broadcast(Message::End).await;
+            finish(None);
             return Ok(());
         }
         let single = self.writers.len() == 1;
-        while let Some((w, message)) = rx.recv().await {
+        // Barrier alignment: a writer that delivered the barrier being aligned has its
+        // next messages held until every writer has delivered it.
+        let mut aligning: Option<u64> = None;
+        let mut held: Vec<std::collections::VecDeque<Message>> = vec![Default::default(); self.writers.len()];
+        let mut replay: std::collections::VecDeque<(usize, Message)> = Default::default();
+        loop {
+            let (w, message) = match replay.pop_front() {
+                Some(m) => m,
+                None => match rx.recv().await {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
             if single {
                 // One writer: its order is the stream's order.
-                let end = matches!(message, Message::End);
-                self.broadcast(message).await;
-                if end {
-                    return Ok(());
+                match message {
+                    Message::Barrier(id) => {
+                        if let Some(c) = &checkpoints {
+                            c.ack(id, &part, None);
+                        }
+                        self.broadcast(Message::Barrier(id)).await;
+                    }
+                    Message::End => {
+                        self.broadcast(Message::End).await;
+                        finish(None);
+                        return Ok(());
+                    }
+                    other => self.broadcast(other).await,
                 }
+                continue;
+            }
+            if self.writers[w].at_barrier {
+                held[w].push_back(message);
                 continue;
             }
             match message {
@@ -93,8 +150,26 @@ impl Hub {
                 }
                 Message::Bound(t) => self.writers[w].frontier = self.writers[w].frontier.max(t),
                 Message::End => self.writers[w].ended = true,
+                Message::Barrier(id) => {
+                    self.writers[w].at_barrier = true;
+                    aligning = Some(id);
+                }
+            }
+            if let Some(id) = aligning {
+                if self.writers.iter().all(|w| w.at_barrier || w.ended) {
+                    if let Some(c) = &checkpoints {
+                        c.ack(id, &part, self.snapshot()?);
+                    }
+                    self.broadcast(Message::Barrier(id)).await;
+                    for (i, w) in self.writers.iter_mut().enumerate() {
+                        w.at_barrier = false;
+                        replay.extend(held[i].drain(..).map(|m| (i, m)));
+                    }
+                    aligning = None;
+                }
             }
             if self.release().await? {
+                finish(None);
                 return Ok(());
             }
         }
@@ -103,6 +178,7 @@ impl Hub {
             w.ended = true;
         }
         self.release().await?;
+        finish(None);
         Ok(())
     }
 

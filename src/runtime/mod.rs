@@ -68,8 +68,85 @@ pub async fn run_app(app: &AppSpec, options: RunOptions) -> Result<RunOutput> {
     run_app_until(app, options, shutdown_rx).await
 }
 
+/// What identifies an application's state: its code and the schemas of its inputs and
+/// outputs. State written by another application is refused (FNV-1a, stable across
+/// runs and builds).
+fn fingerprint(app: &AppSpec) -> String {
+    let mut text = app.sql.clone();
+    for i in &app.inputs {
+        text.push_str(&format!(
+            "|in:{}:{:?}:{:?}",
+            i.name_prefix,
+            i.stream_names(),
+            i.schema.column_defs()
+        ));
+    }
+    for r in &app.references {
+        text.push_str(&format!("|ref:{}", r.table));
+    }
+    for o in &app.outputs {
+        text.push_str(&format!("|out:{}", o.stream));
+    }
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in text.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Opens the state folder and returns the checkpoint to resume from, if any.
+fn open_state(
+    app: &AppSpec,
+    options: &crate::engine::CheckpointOptions,
+) -> Result<(Arc<crate::state::CheckpointStore>, Option<crate::state::Checkpoint>)> {
+    let store = crate::state::CheckpointStore::open(&options.state_dir)?;
+    let mine = fingerprint(app);
+    match store.fingerprint()? {
+        Some(theirs) if theirs != mine => {
+            if !options.fresh {
+                return Err(SluiceError::config(format!(
+                    "the state in {} was written by a different application (its code or configuration changed); \
+                     run with --fresh to discard that state and start from the beginning",
+                    options.state_dir.display()
+                )));
+            }
+            tracing::warn!(dir = %options.state_dir.display(), "discarding the state of a different application (--fresh)");
+            store.clear()?;
+        }
+        _ if options.fresh => store.clear()?,
+        _ => {}
+    }
+    store.set_fingerprint(&mine)?;
+    let latest = store.latest()?;
+    Ok((Arc::new(store), latest))
+}
+
 pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::Receiver<bool>) -> Result<RunOutput> {
-    let plan = plan_application(app)?;
+    let mut plan = plan_application(app)?;
+    let recovery_started = std::time::Instant::now();
+    let state = match &options.checkpoints {
+        Some(c) => Some((open_state(app, c)?, c.interval_ms)),
+        None => None,
+    };
+    let restored = state
+        .as_ref()
+        .and_then(|((_, latest), _)| latest.clone())
+        .unwrap_or_default();
+    if restored.id > 0 {
+        tracing::info!(
+            checkpoint = restored.id,
+            parts = restored.parts.len(),
+            "resuming from checkpoint"
+        );
+    }
+    for pump in &mut plan.pumps {
+        if let Some(bytes) = restored.parts.get(&format!("pump/{}", pump.name)) {
+            pump.pipeline.restore(bytes)?;
+        }
+    }
+    // Every task that keeps or passes on state takes part in checkpoints.
+    let mut participants = std::collections::BTreeSet::new();
     let metrics = Arc::new(metrics::Metrics::default());
     let reporter = matches!(options.time, crate::engine::TimeMode::WallClock { .. }).then(|| {
         AbortOnDrop(tokio::spawn(metrics::report(
@@ -107,13 +184,21 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
         pump_inputs.push(rx);
     }
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+    let mut sinks = Vec::new();
     let mut collected = Vec::new();
-    for output in &app.outputs {
+    let mut sink_parts = Vec::new();
+    for (i, output) in app.outputs.iter().enumerate() {
+        let part = format!("sink/{i}/{}", output.stream);
+        participants.insert(part.clone());
+        sink_parts.push(part);
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         readers.entry(output.stream.clone()).or_default().push(tx);
         let sink: Box<dyn Sink> = match &output.destination {
             DestinationSpec::Stdout => Box::new(stdout_sink(output.format)),
-            DestinationSpec::File { path } => Box::new(file_sink(path, output.format).await?),
+            DestinationSpec::File { path } => {
+                let part = sink_parts.last().expect("pushed above");
+                Box::new(file_sink(path, output.format, restored.parts.get(part).map(|v| v.as_slice())).await?)
+            }
             DestinationSpec::Collect => {
                 let sink = CollectSink::default();
                 collected.push((output.stream.clone(), Arc::clone(&sink.batches)));
@@ -121,7 +206,7 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
             }
             DestinationSpec::Unsupported { .. } => unreachable!("rejected above"),
         };
-        tasks.spawn(run_sink(sink, rx, Arc::clone(&metrics)));
+        sinks.push((sink, rx));
     }
 
     // Writers of each stream: the input feeding it, or the pumps inserting into it.
@@ -135,18 +220,24 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
         *writer_count.entry(pump.target.clone()).or_default() += 1;
     }
     let mut hubs: HashMap<String, mpsc::Sender<(usize, Message)>> = HashMap::new();
+    let mut hub_tasks = Vec::new();
     for stream in plan.streams.iter().filter(|s| s.name != ERROR_STREAM) {
         if stream.kind == crate::planner::catalog::RelationKind::ReferenceTable {
             continue;
         }
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let hub = Hub::new(
+        let mut hub = Hub::new(
             stream.name.clone(),
             Arc::clone(&stream.schema),
             writer_count.get(&stream.name).copied().unwrap_or(0),
             readers.remove(&stream.name).unwrap_or_default(),
         );
-        tasks.spawn(hub.run(rx));
+        let part = format!("hub/{}", stream.name);
+        if let Some(bytes) = restored.parts.get(&part) {
+            hub.restore(bytes)?;
+        }
+        participants.insert(part);
+        hub_tasks.push((hub, rx));
         hubs.insert(stream.name.clone(), tx);
     }
     let mut next_writer: HashMap<String, usize> = HashMap::new();
@@ -167,9 +258,41 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
         Arc::clone(&metrics),
     ));
 
+    for pump in &plan.pumps {
+        participants.insert(format!("pump/{}", pump.name));
+    }
+    for input in &app.inputs {
+        participants.insert(format!("source/{}", input.stream_names()[0]));
+    }
+    let checkpoints = match state {
+        Some(((store, _), interval_ms)) => {
+            let (coordinator, handle) = crate::state::Coordinator::new(
+                store,
+                participants,
+                std::time::Duration::from_millis(interval_ms.max(10)),
+                restored.id,
+            );
+            tasks.spawn(coordinator.run());
+            Some(handle)
+        }
+        None => None,
+    };
+    for ((sink, rx), part) in sinks.into_iter().zip(sink_parts) {
+        let c = checkpoints.clone().map(|h| (h, part));
+        tasks.spawn(run_sink(sink, rx, Arc::clone(&metrics), c));
+    }
+    for (hub, rx) in hub_tasks {
+        tasks.spawn(hub.run(rx, checkpoints.clone()));
+    }
     for (pump, input) in plan.pumps.into_iter().zip(pump_inputs) {
         let out = writer_for(&pump.target);
-        tasks.spawn(pump::run_pump(pump.pipeline, input, out, error_tx.clone()));
+        tasks.spawn(pump::run_pump(
+            pump.pipeline,
+            input,
+            out,
+            error_tx.clone(),
+            checkpoints.clone(),
+        ));
     }
     for (input, source) in app.inputs.iter().zip(sources) {
         let names = input.stream_names();
@@ -184,10 +307,27 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
             shutdown.clone(),
             Arc::clone(&metrics),
         );
+        let ctx = match &checkpoints {
+            Some(handle) => {
+                let resume = restored
+                    .parts
+                    .get(&format!("source/{}", names[0]))
+                    .and_then(|b| b.as_slice().try_into().ok().map(u64::from_le_bytes));
+                ctx.with_checkpoints(handle.clone(), resume)
+            }
+            None => ctx,
+        };
         tasks.spawn(source.run(ctx));
     }
     drop(error_tx);
     drop(writer_for);
+    drop(checkpoints);
+    if restored.id > 0 {
+        tracing::info!(
+            recovery_ms = recovery_started.elapsed().as_millis() as u64,
+            "state restored"
+        );
+    }
 
     while let Some(joined) = tasks.join_next().await {
         match joined {

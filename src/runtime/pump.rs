@@ -1,5 +1,6 @@
 //! A pump task: reads its source stream, runs its operator chain, writes the target
-//! stream, and sends record errors to `error_stream`.
+//! stream, and sends record errors to `error_stream`. On a checkpoint barrier it saves
+//! the chain's state, then passes the barrier on.
 
 use tokio::sync::mpsc;
 
@@ -7,18 +8,27 @@ use super::hub::StreamWriter;
 use crate::error::{ErrorRow, Result};
 use crate::operators::Message;
 use crate::operators::pipeline::Pipeline;
+use crate::state::CheckpointHandle;
 
 pub async fn run_pump(
     mut pipeline: Pipeline,
     mut input: mpsc::Receiver<Message>,
     output: StreamWriter,
     errors: mpsc::UnboundedSender<Vec<ErrorRow>>,
+    checkpoints: Option<CheckpointHandle>,
 ) -> Result<()> {
+    let part = format!("pump/{}", pipeline.pump);
     let mut error_rows = Vec::new();
     while let Some(message) = input.recv().await {
         let (emitted, forward) = match message {
             Message::Data(batch) => (pipeline.on_batch(batch, &mut error_rows)?, None),
             Message::Bound(t) => (pipeline.on_bound(t, &mut error_rows)?, Some(Message::Bound(t))),
+            Message::Barrier(id) => {
+                if let Some(c) = &checkpoints {
+                    c.ack(id, &part, Some(pipeline.snapshot()?));
+                }
+                (vec![], Some(Message::Barrier(id)))
+            }
             Message::End => break,
         };
         if !error_rows.is_empty() {
@@ -30,6 +40,9 @@ pub async fn run_pump(
         if let Some(m) = forward {
             output.send(m).await;
         }
+    }
+    if let Some(c) = &checkpoints {
+        c.finish(&part, Some(pipeline.snapshot()?));
     }
     output.send(Message::End).await;
     Ok(())

@@ -195,11 +195,9 @@ pub fn check_output(case: &Case, output: &RunOutput, max_diff_lines: usize) -> O
 /// runtime), so a panic or a hang in the engine fails the case instead of the run.
 async fn run_engine(case: &Case, timeout: Duration) -> Result<RunOutput, String> {
     let app = case.app.clone();
-    let options = RunOptions {
-        time: TimeMode::Recorded {
-            flush_at: case.flush_at,
-        },
-    };
+    let options = RunOptions::new(TimeMode::Recorded {
+        flush_at: case.flush_at,
+    });
     let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name(format!("case-{}", case.name))

@@ -22,14 +22,9 @@ async fn cancellation_spike_demo_alerts_within_two_minutes() {
     for o in &mut app.outputs {
         o.destination = DestinationSpec::Collect;
     }
-    let out = sluice::engine::run(
-        &app,
-        RunOptions {
-            time: TimeMode::Recorded { flush_at: None },
-        },
-    )
-    .await
-    .unwrap();
+    let out = sluice::engine::run(&app, RunOptions::new(TimeMode::Recorded { flush_at: None }))
+        .await
+        .unwrap();
     let alerts = &out.streams["ALERT_STREAM"];
     let rows: Vec<(i64, i32)> = alerts
         .iter()

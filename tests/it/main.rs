@@ -3,6 +3,7 @@
 mod cli;
 mod conformance;
 mod demo;
+mod recovery;
 mod spec_coverage;
 mod sql_errors;
 mod tumbling_property;

@@ -64,9 +64,7 @@ fn streaming(rows: &[Row], rt: &tokio::runtime::Runtime) -> Groups {
     let out = rt
         .block_on(sluice::engine::run(
             &app,
-            RunOptions {
-                time: TimeMode::Recorded { flush_at: None },
-            },
+            RunOptions::new(TimeMode::Recorded { flush_at: None }),
         ))
         .expect("streaming run");
     let mut groups = Groups::new();

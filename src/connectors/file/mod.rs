@@ -77,9 +77,11 @@ impl Source for FileSource {
             let mut lines = BufReader::with_capacity(1 << 20, file).lines();
             let mut batch = Vec::with_capacity(BATCH_RECORDS);
             let mut line_no = 0u64;
+            // Position = lines consumed; a restart skips the lines a checkpoint covered.
+            let skip = ctx.resume.unwrap_or(0);
             while let Some(line) = lines.next_line().await.map_err(|e| io_error(&self.path, e))? {
                 line_no += 1;
-                if line.trim().is_empty() {
+                if line_no <= skip || line.trim().is_empty() {
                     continue;
                 }
                 let record = if self.recorded {
@@ -96,22 +98,57 @@ impl Source for FileSource {
                 if batch.len() >= BATCH_RECORDS {
                     ctx.publish(&batch).await;
                     batch.clear();
+                    ctx.checkpoint_point(line_no).await;
                 }
                 if *ctx.shutdown.borrow() {
                     break;
                 }
             }
             ctx.publish(&batch).await;
-            ctx.finish().await;
+            ctx.finish(line_no.max(skip)).await;
             Ok(())
         })
     }
 }
 
-pub async fn file_sink(path: &Path, format: OutputFormat) -> Result<LineSink<tokio::io::BufWriter<tokio::fs::File>>> {
+/// A file output. With `resume` (the state a checkpoint saved), the file is cut back
+/// to the length it had at that checkpoint and appended to; otherwise it starts empty.
+pub async fn file_sink(
+    path: &Path,
+    format: OutputFormat,
+    resume: Option<&[u8]>,
+) -> Result<LineSink<tokio::io::BufWriter<tokio::fs::File>>> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         tokio::fs::create_dir_all(dir).await.map_err(|e| io_error(dir, e))?;
     }
-    let file = tokio::fs::File::create(path).await.map_err(|e| io_error(path, e))?;
-    Ok(LineSink::new(tokio::io::BufWriter::new(file), format))
+    let length = match resume {
+        Some(state) => Some(u64::from_le_bytes(
+            state
+                .try_into()
+                .map_err(|_| SluiceError::runtime("corrupt file-sink checkpoint"))?,
+        )),
+        None => None,
+    };
+    let file = match length {
+        Some(len) => {
+            let file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .await
+                .map_err(|e| io_error(path, e))?;
+            file.set_len(len).await.map_err(|e| io_error(path, e))?;
+            let mut file = file;
+            tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::End(0))
+                .await
+                .map_err(|e| io_error(path, e))?;
+            file
+        }
+        None => tokio::fs::File::create(path).await.map_err(|e| io_error(path, e))?,
+    };
+    let mut sink = LineSink::new(tokio::io::BufWriter::new(file), format);
+    sink.written = length.unwrap_or(0);
+    sink.rewindable = true;
+    Ok(sink)
 }

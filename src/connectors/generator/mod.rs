@@ -121,7 +121,14 @@ impl Source for GeneratorSource {
         Box::pin(async move {
             let rate = self.rate.max(1);
             let mut events = RideEvents::new(self.seed);
-            let mut produced: u64 = 0;
+            // Position = events produced. Resuming replays the generator's choices up to
+            // the checkpoint (cheap), so the events after it are the same ones.
+            let resumed = ctx.resume.unwrap_or(0);
+            for i in 0..resumed {
+                let elapsed = (i * 1000 / self.rate.max(1)) as Millis;
+                events.next_event(elapsed, 0);
+            }
+            let mut produced: u64 = resumed;
             let limit = self.limit.unwrap_or(u64::MAX);
             match ctx.time.clone() {
                 TimeMode::Recorded { .. } => {
@@ -139,6 +146,7 @@ impl Source for GeneratorSource {
                         if batch.len() >= BATCH_RECORDS {
                             ctx.publish(&batch).await;
                             batch.clear();
+                            ctx.checkpoint_point(produced).await;
                         }
                     }
                     ctx.publish(&batch).await;
@@ -153,12 +161,13 @@ impl Source for GeneratorSource {
                         tokio::select! {
                             _ = tick.tick() => {
                                 let now = ctx.clock();
-                                let due = (((now - start) as u64) * rate / 1000 + 1).min(limit);
+                                let due = (resumed + ((now - start) as u64) * rate / 1000 + 1).min(limit);
                                 let batch: Vec<RawRecord> = (produced..due)
                                     .map(|_| RawRecord { data: events.next_event(now - start, now), ..Default::default() })
                                     .collect();
                                 produced = due.max(produced);
                                 ctx.publish(&batch).await;
+                                ctx.checkpoint_point(produced).await;
                             }
                             _ = bound_every.tick() => {
                                 let now = ctx.clock();
@@ -169,7 +178,7 @@ impl Source for GeneratorSource {
                     }
                 }
             }
-            ctx.finish().await;
+            ctx.finish(produced).await;
             Ok(())
         })
     }

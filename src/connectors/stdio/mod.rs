@@ -41,7 +41,7 @@ impl Source for StdinSource {
                 }
             }
             ctx.publish(&batch).await;
-            ctx.finish().await;
+            ctx.finish(0).await;
             Ok(())
         })
     }

@@ -1,0 +1,145 @@
+//! The checkpoint coordinator: triggers checkpoint N on an interval, collects the part
+//! of every participant (sources, hubs, pumps, sinks), and commits them together.
+//!
+//! A participant that finishes (a file source at its end) reports its final part once;
+//! that part goes into every later checkpoint, so one finished input never stalls the
+//! checkpoints of the others.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use super::store::CheckpointStore;
+use crate::error::Result;
+
+#[derive(Debug)]
+pub enum Ack {
+    /// The participant's state as of barrier `id`.
+    Part {
+        id: u64,
+        part: String,
+        state: Option<Vec<u8>>,
+    },
+    /// The participant ended; this is its state from now on.
+    Final { part: String, state: Option<Vec<u8>> },
+}
+
+/// What a participant holds: the trigger to watch (sources) and where to report.
+#[derive(Clone)]
+pub struct CheckpointHandle {
+    pub trigger: watch::Receiver<u64>,
+    acks: mpsc::UnboundedSender<Ack>,
+}
+
+impl CheckpointHandle {
+    pub fn ack(&self, id: u64, part: &str, state: Option<Vec<u8>>) {
+        let _ = self.acks.send(Ack::Part {
+            id,
+            part: part.to_string(),
+            state,
+        });
+    }
+
+    pub fn finish(&self, part: &str, state: Option<Vec<u8>>) {
+        let _ = self.acks.send(Ack::Final {
+            part: part.to_string(),
+            state,
+        });
+    }
+}
+
+pub struct Coordinator {
+    store: Arc<CheckpointStore>,
+    expected: BTreeSet<String>,
+    interval: Duration,
+    next_id: u64,
+    trigger: watch::Sender<u64>,
+    acks: mpsc::UnboundedReceiver<Ack>,
+}
+
+impl Coordinator {
+    /// A coordinator for the named participants; checkpoint ids continue after
+    /// `last_id` (the checkpoint restored from, or 0).
+    pub fn new(
+        store: Arc<CheckpointStore>,
+        expected: BTreeSet<String>,
+        interval: Duration,
+        last_id: u64,
+    ) -> (Self, CheckpointHandle) {
+        let (trigger, trigger_rx) = watch::channel(last_id);
+        let (acks_tx, acks) = mpsc::unbounded_channel();
+        let handle = CheckpointHandle {
+            trigger: trigger_rx,
+            acks: acks_tx,
+        };
+        (
+            Coordinator {
+                store,
+                expected,
+                interval,
+                next_id: last_id + 1,
+                trigger,
+                acks,
+            },
+            handle,
+        )
+    }
+
+    /// Runs until every participant has finished (or every handle is dropped).
+    pub async fn run(mut self) -> Result<()> {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.tick().await;
+        let mut finished: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+        let mut in_flight: Option<(u64, Instant, BTreeMap<String, Option<Vec<u8>>>)> = None;
+        loop {
+            tokio::select! {
+                _ = tick.tick(), if in_flight.is_none() => {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    in_flight = Some((id, Instant::now(), BTreeMap::new()));
+                    let _ = self.trigger.send(id);
+                }
+                ack = self.acks.recv() => match ack {
+                    None => return Ok(()),
+                    Some(Ack::Part { id, part, state }) => {
+                        if let Some((current, _, parts)) = &mut in_flight {
+                            if *current == id {
+                                parts.insert(part, state);
+                            }
+                        }
+                    }
+                    Some(Ack::Final { part, state }) => {
+                        finished.insert(part, state);
+                    }
+                },
+            }
+            if finished.len() >= self.expected.len() && self.expected.iter().all(|p| finished.contains_key(p)) {
+                return Ok(());
+            }
+            let complete = in_flight.as_ref().is_some_and(|(_, _, parts)| {
+                self.expected
+                    .iter()
+                    .all(|p| parts.contains_key(p) || finished.contains_key(p))
+            });
+            if complete {
+                let (id, started, parts) = in_flight.take().expect("checked above");
+                let mut all = BTreeMap::new();
+                for (part, state) in finished.iter().chain(parts.iter()) {
+                    if let Some(bytes) = state {
+                        all.insert(part.clone(), bytes.clone());
+                    }
+                }
+                let size = self.store.commit(id, &all)?;
+                tracing::info!(
+                    checkpoint = id,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    size_bytes = size,
+                    parts = all.len(),
+                    "checkpoint completed"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Durable state: a run that is killed at random moments and restarted with the same
+//! state folder produces exactly the output of an uninterrupted run (event time comes
+//! from the recording, so windows are deterministic), for a tumbling and a sliding
+//! window application writing files.
+
+use std::path::Path;
+
+use rand::{Rng, SeedableRng};
+use sluice::app::{DestinationSpec, OutputFormat, OutputSpec};
+use sluice::engine::{CheckpointOptions, RunOptions, TimeMode};
+
+const SQL: &str = r#"
+CREATE OR REPLACE STREAM "PER_KEY" (k VARCHAR(8), bucket TIMESTAMP, n BIGINT, total BIGINT, hi BIGINT);
+CREATE OR REPLACE PUMP "TUMBLING" AS INSERT INTO "PER_KEY"
+  SELECT STREAM k, STEP(s.ROWTIME BY INTERVAL '10' SECOND), COUNT(*), SUM(v), MAX(v)
+  FROM "SOURCE_SQL_STREAM_001" AS s GROUP BY k, STEP(s.ROWTIME BY INTERVAL '10' SECOND);
+CREATE OR REPLACE STREAM "RUNNING" (k VARCHAR(8), v BIGINT, avg_30s DOUBLE, n_30s BIGINT);
+CREATE OR REPLACE PUMP "SLIDING" AS INSERT INTO "RUNNING"
+  SELECT STREAM k, v, AVG(v) OVER w, COUNT(*) OVER w FROM "SOURCE_SQL_STREAM_001"
+  WINDOW w AS (PARTITION BY k RANGE INTERVAL '30' SECOND PRECEDING);
+"#;
+
+fn recording(rows: usize) -> tempfile::NamedTempFile {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
+    let mut t = 1_709_280_000_000i64;
+    let lines: Vec<String> = (0..rows)
+        .map(|_| {
+            t += rng.random_range(0..40);
+            let k = format!("k{}", rng.random_range(0..40));
+            let v: i64 = rng.random_range(-500..500);
+            format!(
+                r#"{{"rowtime": "{}", "data": {{"k": "{k}", "v": {v}}}}}"#,
+                sluice::time::format_timestamp(t)
+            )
+        })
+        .collect();
+    super::write_recording(&lines)
+}
+
+fn app(input: &Path, out: &Path) -> sluice::app::AppSpec {
+    let mut app = super::recorded_app(SQL, &[("K", "VARCHAR(8)", "$.k"), ("V", "BIGINT", "$.v")], input, &[]);
+    for stream in ["PER_KEY", "RUNNING"] {
+        app.outputs.push(OutputSpec {
+            stream: stream.into(),
+            format: OutputFormat::Json,
+            destination: DestinationSpec::File {
+                path: out.join(format!("{stream}.jsonl")),
+            },
+        });
+    }
+    app
+}
+
+fn options(state: Option<&Path>) -> RunOptions {
+    let mut o = RunOptions::new(TimeMode::Recorded { flush_at: None });
+    o.checkpoints = state.map(|d| CheckpointOptions {
+        state_dir: d.to_path_buf(),
+        interval_ms: 15,
+        fresh: false,
+    });
+    o
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_and_restarted_runs_give_the_uninterrupted_output() {
+    let input = recording(40_000);
+    let dir = tempfile::tempdir().unwrap();
+    let (clean, crashy, state) = (
+        dir.path().join("clean"),
+        dir.path().join("crashy"),
+        dir.path().join("state"),
+    );
+
+    sluice::engine::run(&app(input.path(), &clean), options(None))
+        .await
+        .unwrap();
+
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+    let mut kills = 0;
+    let mut resumed_mid_way = 0;
+    // On a loaded machine the first checkpoint may take longer than the first kill:
+    // widen the kill window after every kill that came before any checkpoint.
+    let mut scale = 1u64;
+    for attempt in 0..60 {
+        let spec = app(input.path(), &crashy);
+        let opts = options(Some(&state));
+        let run = tokio::spawn(async move { sluice::engine::run(&spec, opts).await });
+        // the first runs are killed at random moments; after enough kills, let it finish
+        if kills < 6 && attempt < 50 {
+            tokio::time::sleep(std::time::Duration::from_millis(rng.random_range(20..250) * scale)).await;
+            if !run.is_finished() {
+                run.abort();
+                let _ = run.await;
+                kills += 1;
+                let store = sluice::state::CheckpointStore::open(&state).unwrap();
+                if store.latest().unwrap().is_some() {
+                    resumed_mid_way += 1;
+                } else {
+                    scale = (scale * 2).min(32);
+                }
+                continue;
+            }
+        }
+        run.await.unwrap().unwrap();
+        break;
+    }
+    assert!(kills >= 3, "the run was killed {kills} times");
+    assert!(resumed_mid_way >= 1, "no checkpoint completed before a kill");
+    for stream in ["PER_KEY", "RUNNING"] {
+        let a = std::fs::read_to_string(clean.join(format!("{stream}.jsonl"))).unwrap();
+        let b = std::fs::read_to_string(crashy.join(format!("{stream}.jsonl"))).unwrap();
+        assert!(!a.is_empty());
+        assert_eq!(
+            a.lines().count(),
+            b.lines().count(),
+            "{stream}: row count after {kills} kills"
+        );
+        assert!(a == b, "{stream}: output differs after {kills} kills");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_of_a_different_application_is_refused_unless_fresh() {
+    let input = recording(200);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    sluice::engine::run(&app(input.path(), dir.path()), options(Some(&state)))
+        .await
+        .unwrap();
+    let mut changed = app(input.path(), dir.path());
+    changed.sql = changed.sql.replace("'10' SECOND", "'20' SECOND");
+    let err = sluice::engine::run(&changed, options(Some(&state))).await.unwrap_err();
+    assert!(err.to_string().contains("--fresh"), "{err}");
+    let mut fresh = options(Some(&state));
+    fresh.checkpoints.as_mut().unwrap().fresh = true;
+    sluice::engine::run(&changed, fresh).await.unwrap();
+}
