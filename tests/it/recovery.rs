@@ -135,3 +135,86 @@ async fn state_of_a_different_application_is_refused_unless_fresh() {
     fresh.checkpoints.as_mut().unwrap().fresh = true;
     sluice::engine::run(&changed, fresh).await.unwrap();
 }
+
+/// The same guarantee for the `sluice` binary killed with SIGKILL (`Child::kill`) and
+/// restarted with `--state-dir`: the output files equal those of a clean run.
+#[test]
+fn sigkilled_binary_resumes_without_loss_or_duplicates() {
+    use std::process::{Command, Stdio};
+    let input = recording(60_000);
+    let root = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        r#"code = "app.sql"
+[[inputs]]
+[inputs.schema]
+record_format = "JSON"
+columns = [ {{ name = "K", sql_type = "VARCHAR(8)", mapping = "$.k" }}, {{ name = "V", sql_type = "BIGINT", mapping = "$.v" }} ]
+[inputs.source]
+kind = "recorded"
+path = "{}"
+[[outputs]]
+stream = "PER_KEY"
+[outputs.destination]
+kind = "file"
+path = "out/PER_KEY.jsonl"
+[[outputs]]
+stream = "RUNNING"
+[outputs.destination]
+kind = "file"
+path = "out/RUNNING.jsonl"
+"#,
+        input.path().display()
+    );
+    let dirs: Vec<std::path::PathBuf> = ["clean", "crashy"].iter().map(|d| root.path().join(d)).collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("sluice.toml"), &manifest).unwrap();
+        std::fs::write(d.join("app.sql"), SQL).unwrap();
+    }
+    let sluice = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        c.stdout(Stdio::null()).stderr(Stdio::null()).env("SLUICE_LOG", "warn");
+        c
+    };
+    let status = sluice().arg("run").arg(&dirs[0]).status().unwrap();
+    assert!(status.success());
+
+    let state = root.path().join("state");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(9);
+    let mut kills = 0;
+    let mut scale = 1u64;
+    loop {
+        let mut child = sluice()
+            .args(["run", "--checkpoint-interval-ms", "20", "--state-dir"])
+            .arg(&state)
+            .arg(&dirs[1])
+            .spawn()
+            .unwrap();
+        if kills < 5 {
+            std::thread::sleep(std::time::Duration::from_millis(rng.random_range(50..400) * scale));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                let checkpointed = sluice::state::CheckpointStore::open(&state)
+                    .unwrap()
+                    .latest()
+                    .unwrap()
+                    .is_some();
+                if !checkpointed {
+                    scale = (scale * 2).min(16);
+                }
+                continue;
+            }
+        }
+        assert!(child.wait().unwrap().success());
+        break;
+    }
+    assert!(kills >= 3, "killed {kills} times");
+    for stream in ["PER_KEY", "RUNNING"] {
+        let a = std::fs::read_to_string(dirs[0].join(format!("out/{stream}.jsonl"))).unwrap();
+        let b = std::fs::read_to_string(dirs[1].join(format!("out/{stream}.jsonl"))).unwrap();
+        assert_eq!(a.lines().count(), b.lines().count(), "{stream} after {kills} SIGKILLs");
+        assert!(a == b, "{stream} differs after {kills} SIGKILLs");
+    }
+}
