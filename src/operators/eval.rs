@@ -85,3 +85,23 @@ pub fn with_rowtime(
     columns.push(Arc::clone(input.column(input.num_columns() - 1)));
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
+
+/// A batch of `schema` from columns whose types may differ from it only in ways a cast
+/// settles (accumulators and scalar conversions may pick a wider or equivalent type).
+pub fn conform(
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    columns: Vec<datafusion::arrow::array::ArrayRef>,
+) -> Result<RecordBatch> {
+    let columns = columns
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c)
+            } else {
+                datafusion::arrow::compute::cast(&c, f.data_type()).map_err(crate::SluiceError::from)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}

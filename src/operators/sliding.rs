@@ -291,17 +291,6 @@ impl Operator for SlidingWindowOp {
             columns.push(window_values(state, &kept, &keys, &args)?);
         }
         columns.push(Arc::clone(kept.column(kept.num_columns() - 1)));
-        let columns = columns
-            .into_iter()
-            .zip(self.output_schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c)
-                } else {
-                    datafusion::arrow::compute::cast(&c, f.data_type()).map_err(SluiceError::from)
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(vec![RecordBatch::try_new(Arc::clone(&self.output_schema), columns)?])
+        Ok(vec![super::eval::conform(&self.output_schema, columns)?])
     }
 }

@@ -107,18 +107,7 @@ impl StaggerAggregateOp {
         columns.push(Arc::new(TimestampMillisecondArray::from(
             rows.iter().map(|r| r.2).collect::<Vec<_>>(),
         )));
-        let columns = columns
-            .into_iter()
-            .zip(self.output_schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c)
-                } else {
-                    datafusion::arrow::compute::cast(&c, f.data_type()).map_err(SluiceError::from)
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Some(RecordBatch::try_new(Arc::clone(&self.output_schema), columns)?))
+        Ok(Some(super::eval::conform(&self.output_schema, columns)?))
     }
 
     /// Adds rows that all share one ROWTIME `t`.

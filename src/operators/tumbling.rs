@@ -219,19 +219,7 @@ impl TumblingAggregateOp {
             columns.push(slot.accumulator.evaluate(EmitTo::All)?);
         }
         columns.push(Arc::new(TimestampMillisecondArray::from(vec![open.end; n])));
-        // Accumulator result types may differ in nullability only; cast defensively.
-        let columns = columns
-            .into_iter()
-            .zip(self.output_schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c)
-                } else {
-                    datafusion::arrow::compute::cast(&c, f.data_type()).map_err(SluiceError::from)
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Some(RecordBatch::try_new(Arc::clone(&self.output_schema), columns)?))
+        Ok(Some(super::eval::conform(&self.output_schema, columns)?))
     }
 }
 
