@@ -4,8 +4,10 @@ mod cli;
 mod conformance;
 mod demo;
 mod recovery;
+mod sliding_property;
 mod spec_coverage;
 mod sql_errors;
+mod stagger_property;
 mod tumbling_property;
 
 use std::io::Write;
