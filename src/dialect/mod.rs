@@ -49,4 +49,9 @@ impl Dialect for KdaDialect {
     fn supports_named_fn_args_with_eq_operator(&self) -> bool {
         false
     }
+
+    /// `U&'\0009'` (a tab delimiter for the log parsers, spec §1.5).
+    fn supports_unicode_string_literal(&self) -> bool {
+        true
+    }
 }

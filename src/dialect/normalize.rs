@@ -177,6 +177,13 @@ fn rewrite_expr(expr: &mut Expr) -> Option<Expr> {
             Some(call("kda_substring", args))
         }
         Expr::Position { expr: needle, r#in } => Some(call("kda_position", vec![(**needle).clone(), (**r#in).clone()])),
+        // U&'\0009': the escapes are decoded by the tokenizer; the rest is a plain string
+        Expr::Value(v) if matches!(v.value, Value::UnicodeStringLiteral(_)) => {
+            let Value::UnicodeStringLiteral(text) = &v.value else {
+                unreachable!("matched above")
+            };
+            Some(string(text))
+        }
         Expr::Identifier(ident) if ident.quote_style.is_none() && ident.value == "CURRENT_ROW_TIMESTAMP" => {
             Some(call("current_row_timestamp", vec![]))
         }

@@ -9,14 +9,7 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan};
 
 /// KDA functions that are documented but not implemented by sluice yet.
-pub const KDA_FUNCTIONS_NOT_YET: [&str; 22] = [
-    "REGEX_LOG_PARSE",
-    "FAST_REGEX_LOG_PARSER",
-    "FAST_REGEX_LOG_PARSE",
-    "W3C_LOG_PARSE",
-    "VARIABLE_COLUMN_LOG_PARSE",
-    "FIXED_COLUMN_LOG_PARSE",
-    "SYS_LOG_PARSE",
+pub const KDA_FUNCTIONS_NOT_YET: [&str; 11] = [
     "TOP_K_ITEMS_TUMBLING",
     "COUNT_DISTINCT_ITEMS_TUMBLING",
     "RANDOM_CUT_FOREST",
@@ -26,10 +19,6 @@ pub const KDA_FUNCTIONS_NOT_YET: [&str; 22] = [
     "EXP_AVG",
     "NTH_VALUE",
     "LAG",
-    "CHAR_TO_DATE",
-    "CHAR_TO_TIME",
-    "DATE_TO_CHAR",
-    "TIME_TO_CHAR",
     "ANY",
     "EVERY",
 ];

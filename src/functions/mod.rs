@@ -14,6 +14,8 @@
 //! | `CHAR_TO_TIMESTAMP(f, s)`, `TIMESTAMP_TO_CHAR(f, ts)` | `char_to_timestamp`, `timestamp_to_char` ([`datetime_format`]) |
 //! | `REGEX_REPLACE(s, re, rep, start, occ)` | `kda_regex_replace(...)` ([`regex_replace`]) |
 //! | `SUBSTRING(s FROM a FOR b)`, `POSITION(a IN s)` | `kda_substring(s, a, b)`, `kda_position(a, s)` ([`string`]) |
+//! | `CHAR_TO_DATE`, `CHAR_TO_TIME`, `DATE_TO_CHAR`, `TIME_TO_CHAR` | `char_to_date`, `char_to_time`, `date_to_char`, `time_to_char` ([`date_time_format`]) |
+//! | `REGEX_LOG_PARSE`, `FAST_REGEX_LOG_PARSE(R)`, `VARIABLE_COLUMN_LOG_PARSE`, `FIXED_COLUMN_LOG_PARSE`, `W3C_LOG_PARSE`, `SYS_LOG_PARSE` | the lower-case names, returning a ROW (Struct) ([`log_parse`]) |
 //!
 //! Every function returns `DataFusionError::Execution` for a row-level failure (division
 //! by zero, an unparsable date, an invalid argument) so that the runtime can re-evaluate
@@ -27,11 +29,13 @@ use datafusion::logical_expr::ScalarUDF;
 
 mod calendar;
 pub(crate) mod common;
+pub mod date_time_format;
 pub mod datetime_format;
 pub mod division;
 pub mod epoch;
 pub mod floor_ceil;
 pub mod interval_qualify;
+pub mod log_parse;
 pub mod regex_replace;
 pub mod similar_to;
 pub mod simple_date_format;
@@ -40,7 +44,7 @@ pub mod string;
 
 /// Every sluice UDF, registered under its lower-case name.
 pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
-    vec![
+    let mut udfs = vec![
         Arc::new(ScalarUDF::from(division::SluiceDiv::default())),
         Arc::new(ScalarUDF::from(step::Step::default())),
         Arc::new(ScalarUDF::from(floor_ceil::FloorTo::floor())),
@@ -55,7 +59,18 @@ pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(regex_replace::KdaRegexReplace::default())),
         Arc::new(ScalarUDF::from(string::KdaSubstring::default())),
         Arc::new(ScalarUDF::from(string::KdaPosition::default())),
-    ]
+    ];
+    udfs.extend(
+        date_time_format::DateTimeFn::ALL
+            .into_iter()
+            .map(|f| Arc::new(ScalarUDF::from(date_time_format::DateTimeFormat::new(f)))),
+    );
+    udfs.extend(
+        log_parse::Kind::ALL
+            .into_iter()
+            .map(|k| Arc::new(ScalarUDF::from(log_parse::LogParse::new(k)))),
+    );
+    udfs
 }
 
 #[cfg(test)]

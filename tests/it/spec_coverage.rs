@@ -97,6 +97,11 @@ const CASES: &[(&str, usize, &str)] = &[
         "SELECT STREAM event_time AS ROWTIME, ticker FROM S ORDER BY event_time WITHIN INTERVAL '1' MINUTE",
     ),
     (
+        "unicode tab delimiter",
+        1,
+        "SELECT STREAM t.r.COLUMN1 FROM (SELECT STREAM VARIABLE_COLUMN_LOG_PARSE(ticker, 2, U&'\\0009') AS r FROM S) AS t",
+    ),
+    (
         "SELECT STREAM DISTINCT",
         2,
         "SELECT STREAM DISTINCT FLOOR(S.ROWTIME TO MINUTE), ticker FROM S",
