@@ -12,6 +12,7 @@ pub mod pipeline;
 pub mod project;
 pub mod sliding;
 pub mod stagger;
+pub mod table_functions;
 pub mod tumbling;
 
 use datafusion::arrow::array::RecordBatch;

@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod lower;
 pub mod markers;
+pub mod table_function;
 
 use std::sync::Arc;
 
@@ -153,8 +154,13 @@ pub fn plan_application(app: &AppSpec) -> Result<ApplicationPlan> {
                 let schema = stream_schema(&s.columns, false);
                 declare(&mut streams, &mut catalog, StreamDecl { name: s.name, schema, kind: RelationKind::Stream, columns: s.columns });
             }
-            Statement::CreatePump(p) => {
-                pumps.retain(|q: &PumpPlan| q.name != p.name);
+            Statement::CreatePump(mut p) => {
+                pumps.retain(|q: &PumpPlan| q.name != p.name && !q.name.starts_with(&format!("{}#", p.name)));
+                // Table functions become internal streams filled by generated pumps.
+                for (decl, pump) in plan_table_functions(&mut p, &catalog)? {
+                    declare(&mut streams, &mut catalog, decl);
+                    pumps.push(pump);
+                }
                 pumps.push(plan_pump(&p, &catalog, &streams)?);
             }
             Statement::Query { location, .. } => {
@@ -218,6 +224,47 @@ pub fn plan_query(query: &ast::Query, catalog: &Catalog, at: Location) -> Result
     Analyzer::new()
         .execute_and_check(plan, catalog.state().config_options(), |_, _| {})
         .map_err(|e| df_error(e, at))
+}
+
+/// Takes the table-function calls out of a pump's query and plans, for each, the
+/// internal stream and the generated pump that runs the cursor and the function.
+fn plan_table_functions(p: &mut PumpStatement, catalog: &Catalog) -> Result<Vec<(StreamDecl, PumpPlan)>> {
+    use crate::operators::table_functions;
+    let at = At {
+        line: p.location.line,
+        column: p.location.column,
+    };
+    let calls = table_function::extract(&mut p.query, &p.name, table_functions::is_table_function);
+    let mut planned = Vec::with_capacity(calls.len());
+    for call in calls {
+        let plan = plan_query(&call.cursor, catalog, p.location)?;
+        let mut lowered = lower::lower(&plan, catalog, at)?;
+        let args = call
+            .args
+            .iter()
+            .map(table_function::literal)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| at.error(format!("{}: {e}", call.function)))?;
+        let schema =
+            table_functions::output_schema(&call.function, &args, &lowered.batch_schema).map_err(|e| at.error(e))?;
+        let op = table_functions::build(&call.function, &args, &lowered.batch_schema).map_err(|e| at.error(e))?;
+        lowered.ops.push(op);
+        let name = call.stream.clone();
+        let decl = StreamDecl {
+            name: name.clone(),
+            schema,
+            kind: RelationKind::Stream,
+            columns: vec![],
+        };
+        let pump = PumpPlan {
+            name: name.clone(),
+            source: lowered.source,
+            target: name.clone(),
+            pipeline: Pipeline::new(&name, lowered.ops),
+        };
+        planned.push((decl, pump));
+    }
+    Ok(planned)
 }
 
 fn plan_pump(p: &PumpStatement, catalog: &Catalog, streams: &[StreamDecl]) -> Result<PumpPlan> {

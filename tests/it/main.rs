@@ -1,5 +1,6 @@
 //! sluice's integration tests: one test binary (linked once), one module per area.
 
+mod anomaly;
 mod cli;
 mod conformance;
 mod demo;
