@@ -109,16 +109,15 @@ fn rewrite_expr(expr: &mut Expr) -> Option<Expr> {
         Expr::Function(f) => {
             // Function names are case-insensitive: plan them by DataFusion's lower-case
             // names, mapping the few KDA names that differ.
-            if f.name.0.len() == 1 {
-                if let Some(ident) = f.name.0[0].as_ident() {
-                    if ident.quote_style.is_none() {
-                        let upper = ident.value.to_uppercase();
-                        let name = renamed_function(&upper)
-                            .map(str::to_string)
-                            .unwrap_or_else(|| upper.to_lowercase());
-                        f.name = ObjectName::from(vec![Ident::new(name)]);
-                    }
-                }
+            if f.name.0.len() == 1
+                && let Some(ident) = f.name.0[0].as_ident()
+                && ident.quote_style.is_none()
+            {
+                let upper = ident.value.to_uppercase();
+                let name = renamed_function(&upper)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| upper.to_lowercase());
+                f.name = ObjectName::from(vec![Ident::new(name)]);
             }
             if let Some(WindowType::WindowSpec(spec)) = &mut f.over {
                 order_by_rowtime(spec);

@@ -61,10 +61,10 @@ fn drop_whitespace_and_slash_comments(raw: Vec<TokenWithSpan>) -> Vec<TokenWithS
 /// is exact.
 fn upper_case_unquoted_words(toks: &mut [TokenWithSpan]) {
     for t in toks.iter_mut() {
-        if let Token::Word(w) = &mut t.token {
-            if w.quote_style.is_none() {
-                w.value = w.value.to_uppercase();
-            }
+        if let Token::Word(w) = &mut t.token
+            && w.quote_style.is_none()
+        {
+            w.value = w.value.to_uppercase();
         }
     }
 }
@@ -139,12 +139,12 @@ fn step_by_to_comma(toks: &mut [TokenWithSpan]) {
             continue;
         };
         let mut depth = 0usize;
-        for j in i + 1..close {
-            match toks[j].token {
+        for tok in &mut toks[i + 1..close] {
+            match tok.token {
                 Token::LParen => depth += 1,
                 Token::RParen => depth -= 1,
-                _ if depth == 1 && matches!(&toks[j].token, Token::Word(w) if w.keyword == Keyword::BY) => {
-                    toks[j] = with_span(Token::Comma, &toks[j]);
+                _ if depth == 1 && matches!(&tok.token, Token::Word(w) if w.keyword == Keyword::BY) => {
+                    *tok = with_span(Token::Comma, tok);
                     break;
                 }
                 _ => {}

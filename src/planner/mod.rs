@@ -142,14 +142,14 @@ pub fn plan_application(app: &AppSpec) -> Result<ApplicationPlan> {
     for statement in statements {
         match statement {
             Statement::CreateStream(s) => {
-                if let Some(existing) = catalog.get(&s.name) {
-                    if existing.kind != RelationKind::Stream {
-                        return Err(SluiceError::Sql {
-                            line: s.location.line,
-                            column: s.location.column,
-                            message: format!("\"{}\" is already an input stream or reference table", s.name),
-                        });
-                    }
+                if let Some(existing) = catalog.get(&s.name)
+                    && existing.kind != RelationKind::Stream
+                {
+                    return Err(SluiceError::Sql {
+                        line: s.location.line,
+                        column: s.location.column,
+                        message: format!("\"{}\" is already an input stream or reference table", s.name),
+                    });
                 }
                 let schema = stream_schema(&s.columns, false);
                 declare(&mut streams, &mut catalog, StreamDecl { name: s.name, schema, kind: RelationKind::Stream, columns: s.columns });

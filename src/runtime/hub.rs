@@ -155,18 +155,18 @@ impl Hub {
                     aligning = Some(id);
                 }
             }
-            if let Some(id) = aligning {
-                if self.writers.iter().all(|w| w.at_barrier || w.ended) {
-                    if let Some(c) = &checkpoints {
-                        c.ack(id, &part, self.snapshot()?);
-                    }
-                    self.broadcast(Message::Barrier(id)).await;
-                    for (i, w) in self.writers.iter_mut().enumerate() {
-                        w.at_barrier = false;
-                        replay.extend(held[i].drain(..).map(|m| (i, m)));
-                    }
-                    aligning = None;
+            if let Some(id) = aligning
+                && self.writers.iter().all(|w| w.at_barrier || w.ended)
+            {
+                if let Some(c) = &checkpoints {
+                    c.ack(id, &part, self.snapshot()?);
                 }
+                self.broadcast(Message::Barrier(id)).await;
+                for (i, w) in self.writers.iter_mut().enumerate() {
+                    w.at_barrier = false;
+                    replay.extend(held[i].drain(..).map(|m| (i, m)));
+                }
+                aligning = None;
             }
             if self.release().await? {
                 finish(None);

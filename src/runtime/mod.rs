@@ -319,8 +319,9 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
         };
         tasks.spawn(source.run(ctx));
     }
+    // The run ends when every task has ended: this function's handles must not keep
+    // channels open.
     drop(error_tx);
-    drop(writer_for);
     drop(checkpoints);
     if restored.id > 0 {
         tracing::info!(

@@ -14,6 +14,9 @@ use tokio::sync::{mpsc, watch};
 use super::store::CheckpointStore;
 use crate::error::Result;
 
+/// Parts of a checkpoint by name; None for a participant that keeps no state.
+type Parts = BTreeMap<String, Option<Vec<u8>>>;
+
 #[derive(Debug)]
 pub enum Ack {
     /// The participant's state as of barrier `id`.
@@ -91,8 +94,9 @@ impl Coordinator {
     pub async fn run(mut self) -> Result<()> {
         let mut tick = tokio::time::interval(self.interval);
         tick.tick().await;
-        let mut finished: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
-        let mut in_flight: Option<(u64, Instant, BTreeMap<String, Option<Vec<u8>>>)> = None;
+        let mut finished: Parts = BTreeMap::new();
+        // the checkpoint being taken: its id, start, and the parts received so far
+        let mut in_flight: Option<(u64, Instant, Parts)> = None;
         loop {
             tokio::select! {
                 _ = tick.tick(), if in_flight.is_none() => {
@@ -104,10 +108,10 @@ impl Coordinator {
                 ack = self.acks.recv() => match ack {
                     None => return Ok(()),
                     Some(Ack::Part { id, part, state }) => {
-                        if let Some((current, _, parts)) = &mut in_flight {
-                            if *current == id {
-                                parts.insert(part, state);
-                            }
+                        if let Some((current, _, parts)) = &mut in_flight
+                            && *current == id
+                        {
+                            parts.insert(part, state);
                         }
                     }
                     Some(Ack::Final { part, state }) => {

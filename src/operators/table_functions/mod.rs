@@ -15,7 +15,7 @@
 //! Argument errors are plain strings naming the function and the argument; the planner
 //! wraps them with the statement's position.
 
-pub mod common;
+mod common;
 pub mod count_distinct;
 pub mod hotspots;
 pub mod rcf;
