@@ -154,7 +154,8 @@ pub fn plan_application(app: &AppSpec) -> Result<ApplicationPlan> {
                 let schema = stream_schema(&s.columns, false);
                 declare(&mut streams, &mut catalog, StreamDecl { name: s.name, schema, kind: RelationKind::Stream, columns: s.columns });
             }
-            Statement::CreatePump(mut p) => {
+            Statement::CreatePump(p) => {
+              for mut p in split_union_all(p) {
                 pumps.retain(|q: &PumpPlan| q.name != p.name && !q.name.starts_with(&format!("{}#", p.name)));
                 // Table functions become internal streams filled by generated pumps.
                 for (decl, pump) in plan_table_functions(&mut p, &catalog)? {
@@ -162,6 +163,7 @@ pub fn plan_application(app: &AppSpec) -> Result<ApplicationPlan> {
                     pumps.push(pump);
                 }
                 pumps.push(plan_pump(&p, &catalog, &streams)?);
+              }
             }
             Statement::Query { location, .. } => {
                 return Err(SluiceError::Sql {
@@ -224,6 +226,64 @@ pub fn plan_query(query: &ast::Query, catalog: &Catalog, at: Location) -> Result
     Analyzer::new()
         .execute_and_check(plan, catalog.state().config_options(), |_, _| {})
         .map_err(|e| df_error(e, at))
+}
+
+/// A pump whose query is `A UNION ALL B ...` becomes one pump per branch writing the
+/// same stream: its hub merges the writers in ROWTIME order, which is what KDA's
+/// streaming UNION ALL means. The first branch keeps the pump's name.
+fn split_union_all(p: PumpStatement) -> Vec<PumpStatement> {
+    use datafusion::sql::sqlparser::ast::{SetExpr, SetOperator, SetQuantifier};
+    fn branches(e: SetExpr, out: &mut Vec<SetExpr>) {
+        match e {
+            SetExpr::SetOperation {
+                op: SetOperator::Union,
+                set_quantifier: SetQuantifier::All,
+                left,
+                right,
+            } => {
+                branches(*left, out);
+                branches(*right, out);
+            }
+            SetExpr::Query(q)
+                if q.order_by.is_none()
+                    && q.limit_clause.is_none()
+                    && matches!(*q.body, SetExpr::SetOperation { .. }) =>
+            {
+                branches(*q.body, out)
+            }
+            other => out.push(other),
+        }
+    }
+    let is_union_all = matches!(
+        p.query.body.as_ref(),
+        SetExpr::SetOperation {
+            op: SetOperator::Union,
+            set_quantifier: SetQuantifier::All,
+            ..
+        }
+    );
+    if !is_union_all || p.query.order_by.is_some() || p.query.limit_clause.is_some() {
+        return vec![p];
+    }
+    let mut parts = Vec::new();
+    branches(*p.query.body.clone(), &mut parts);
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut query = p.query.clone();
+            query.body = Box::new(body);
+            PumpStatement {
+                name: if i == 0 {
+                    p.name.clone()
+                } else {
+                    format!("{}#UNION{}", p.name, i + 1)
+                },
+                query,
+                ..p.clone()
+            }
+        })
+        .collect()
 }
 
 /// Takes the table-function calls out of a pump's query and plans, for each, the
