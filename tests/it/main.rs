@@ -63,3 +63,37 @@ pub fn write_recording(lines: &[String]) -> tempfile::NamedTempFile {
     f.flush().unwrap();
     f
 }
+
+/// A generated input row of the property tests: key, value, ROWTIME in milliseconds.
+pub type KeyedRow = (Option<String>, Option<i64>, i64);
+
+/// Runs `sql` over keyed rows (input columns `K VARCHAR(8)` and `V BIGINT` of
+/// `SOURCE_SQL_STREAM_001`, recorded at their ROWTIMEs) and returns the batches of the
+/// stream `OUT`.
+pub fn run_keyed(
+    sql: &str,
+    rows: &[KeyedRow],
+    rt: &tokio::runtime::Runtime,
+) -> Vec<datafusion::arrow::array::RecordBatch> {
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|(k, v, t)| {
+            let data = serde_json::json!({ "k": k, "v": v });
+            format!(
+                r#"{{"rowtime": "{}", "data": {}}}"#,
+                sluice::time::format_timestamp(*t),
+                data
+            )
+        })
+        .collect();
+    let file = write_recording(&lines);
+    let app = recorded_app(
+        sql,
+        &[("K", "VARCHAR(8)", "$.k"), ("V", "BIGINT", "$.v")],
+        file.path(),
+        &["OUT"],
+    );
+    let options = sluice::engine::RunOptions::new(sluice::engine::TimeMode::Recorded { flush_at: None });
+    let mut out = rt.block_on(sluice::engine::run(&app, options)).expect("streaming run");
+    out.streams.remove("OUT").unwrap_or_default()
+}

@@ -20,14 +20,12 @@ use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Sche
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use proptest::prelude::*;
-use sluice::engine::{RunOptions, TimeMode};
-use sluice::time::format_timestamp;
 
 const RANGE_MS: i64 = 10_000;
 const START: i64 = 1_709_280_000_000; // 2024-03-01 08:00:00 UTC
 
 /// (key, value, ROWTIME ms)
-type Row = (Option<String>, Option<i64>, i64);
+type Row = super::KeyedRow;
 
 /// The window aggregates of one output row.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,14 +109,6 @@ fn rows_strategy() -> impl Strategy<Value = Vec<Row>> {
 }
 
 fn streaming(rows: &[Row], window: Window, rt: &tokio::runtime::Runtime) -> Vec<OutRow> {
-    let lines: Vec<String> = rows
-        .iter()
-        .map(|(k, v, t)| {
-            let data = serde_json::json!({ "k": k, "v": v });
-            format!(r#"{{"rowtime": "{}", "data": {}}}"#, format_timestamp(*t), data)
-        })
-        .collect();
-    let file = super::write_recording(&lines);
     let sql = format!(
         r#"
         CREATE OR REPLACE STREAM "OUT" (k VARCHAR(8), v BIGINT, s BIGINT, n BIGINT, mn BIGINT, mx BIGINT, a DOUBLE);
@@ -128,21 +118,10 @@ fn streaming(rows: &[Row], window: Window, rt: &tokio::runtime::Runtime) -> Vec<
           WINDOW w AS ({});"#,
         window.kda()
     );
-    let app = super::recorded_app(
-        &sql,
-        &[("K", "VARCHAR(8)", "$.k"), ("V", "BIGINT", "$.v")],
-        file.path(),
-        &["OUT"],
-    );
-    let out = rt
-        .block_on(sluice::engine::run(
-            &app,
-            RunOptions::new(TimeMode::Recorded { flush_at: None }),
-        ))
-        .expect("streaming run");
+    let batches = super::run_keyed(&sql, rows, rt);
     let opt = |a: &Int64Array, i: usize| if a.is_null(i) { None } else { Some(a.value(i)) };
     let mut result = Vec::new();
-    for b in out.streams.get("OUT").into_iter().flatten() {
+    for b in &batches {
         assert_eq!(b.num_columns(), 8, "7 declared columns and ROWTIME");
         let k = b.column(0).as_string::<i32>();
         let ints: Vec<&Int64Array> = (1..6).map(|i| b.column(i).as_primitive::<Int64Type>()).collect();

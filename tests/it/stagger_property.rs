@@ -20,14 +20,13 @@ use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, Timestamp
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use proptest::prelude::*;
-use sluice::engine::{RunOptions, TimeMode};
 use sluice::time::format_timestamp;
 
 const RANGE_MS: i64 = 10_000;
 const START: i64 = 1_709_280_000_000; // 2024-03-01 08:00:00 UTC
 
 /// (key, value, ROWTIME ms)
-type Row = (Option<String>, Option<i64>, i64);
+type Row = super::KeyedRow;
 /// (key, output ROWTIME) → (count(*), sum, min, max)
 type Windows = BTreeMap<(Option<String>, i64), (i64, Option<i64>, Option<i64>, Option<i64>)>;
 
@@ -69,36 +68,17 @@ fn window_opens(rows: &[Row]) -> Vec<i64> {
 
 /// (streamed windows, output ROWTIMEs in emission order)
 fn streaming(rows: &[Row], rt: &tokio::runtime::Runtime) -> (Windows, Vec<i64>) {
-    let lines: Vec<String> = rows
-        .iter()
-        .map(|(k, v, t)| {
-            let data = serde_json::json!({ "k": k, "v": v });
-            format!(r#"{{"rowtime": "{}", "data": {}}}"#, format_timestamp(*t), data)
-        })
-        .collect();
-    let file = super::write_recording(&lines);
     let sql = r#"
         CREATE OR REPLACE STREAM "OUT" (k VARCHAR(8), n BIGINT, s BIGINT, mn BIGINT, mx BIGINT);
         CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
           SELECT STREAM k, COUNT(*), SUM(v), MIN(v), MAX(v)
           FROM "SOURCE_SQL_STREAM_001" AS s
           WINDOWED BY STAGGER (PARTITION BY k RANGE INTERVAL '10' SECOND);"#;
-    let app = super::recorded_app(
-        sql,
-        &[("K", "VARCHAR(8)", "$.k"), ("V", "BIGINT", "$.v")],
-        file.path(),
-        &["OUT"],
-    );
-    let out = rt
-        .block_on(sluice::engine::run(
-            &app,
-            RunOptions::new(TimeMode::Recorded { flush_at: None }),
-        ))
-        .expect("streaming run");
+    let batches = super::run_keyed(&sql, rows, rt);
     let opt = |a: &Int64Array, i: usize| if a.is_null(i) { None } else { Some(a.value(i)) };
     let mut windows = Windows::new();
     let mut rowtimes = Vec::new();
-    for b in out.streams.get("OUT").into_iter().flatten() {
+    for b in &batches {
         assert_eq!(b.num_columns(), 6, "5 declared columns and ROWTIME");
         let k = b.column(0).as_string::<i32>();
         let ints: Vec<&Int64Array> = (1..5).map(|i| b.column(i).as_primitive::<Int64Type>()).collect();

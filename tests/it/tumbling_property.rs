@@ -10,13 +10,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, Timestamp
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use proptest::prelude::*;
-use sluice::engine::{RunOptions, TimeMode};
-use sluice::time::format_timestamp;
 
 const WIDTH_MS: i64 = 10_000;
 const START: i64 = 1_709_280_000_000; // 2024-03-01 08:00:00 UTC
 
-type Row = (Option<String>, Option<i64>, i64);
+type Row = super::KeyedRow;
 /// (key, bucket start) → (ROWTIME, count(*), count(v), sum, min, max)
 type Groups = BTreeMap<(Option<String>, i64), (i64, i64, i64, Option<i64>, Option<i64>, Option<i64>)>;
 
@@ -41,34 +39,15 @@ fn rows_strategy() -> impl Strategy<Value = Vec<Row>> {
 }
 
 fn streaming(rows: &[Row], rt: &tokio::runtime::Runtime) -> Groups {
-    let lines: Vec<String> = rows
-        .iter()
-        .map(|(k, v, t)| {
-            let data = serde_json::json!({ "k": k, "v": v });
-            format!(r#"{{"rowtime": "{}", "data": {}}}"#, format_timestamp(*t), data)
-        })
-        .collect();
-    let file = super::write_recording(&lines);
     let sql = r#"
         CREATE OR REPLACE STREAM "OUT" (k VARCHAR(8), bucket TIMESTAMP, n BIGINT, nv BIGINT, s BIGINT, mn BIGINT, mx BIGINT);
         CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
           SELECT STREAM k, STEP(s.ROWTIME BY INTERVAL '10' SECOND), COUNT(*), COUNT(v), SUM(v), MIN(v), MAX(v)
           FROM "SOURCE_SQL_STREAM_001" AS s
           GROUP BY k, STEP(s.ROWTIME BY INTERVAL '10' SECOND);"#;
-    let app = super::recorded_app(
-        sql,
-        &[("K", "VARCHAR(8)", "$.k"), ("V", "BIGINT", "$.v")],
-        file.path(),
-        &["OUT"],
-    );
-    let out = rt
-        .block_on(sluice::engine::run(
-            &app,
-            RunOptions::new(TimeMode::Recorded { flush_at: None }),
-        ))
-        .expect("streaming run");
+    let batches = super::run_keyed(&sql, rows, rt);
     let mut groups = Groups::new();
-    for b in out.streams.get("OUT").into_iter().flatten() {
+    for b in &batches {
         let k = b.column(0).as_string::<i32>();
         let bucket = b.column(1).as_primitive::<TimestampMillisecondType>();
         let ints: Vec<&Int64Array> = (2..7).map(|i| b.column(i).as_primitive::<Int64Type>()).collect();
