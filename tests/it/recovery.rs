@@ -78,31 +78,43 @@ async fn killed_and_restarted_runs_give_the_uninterrupted_output() {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
     let mut kills = 0;
     let mut resumed_mid_way = 0;
-    // On a loaded machine the first checkpoint may take longer than the first kill:
-    // widen the kill window after every kill that came before any checkpoint.
-    let mut scale = 1u64;
-    for attempt in 0..60 {
-        let spec = app(input.path(), &crashy);
-        let opts = options(Some(&state));
-        let run = tokio::spawn(async move { sluice::engine::run(&spec, opts).await });
-        // the first runs are killed at random moments; after enough kills, let it finish
-        if kills < 6 && attempt < 50 {
-            tokio::time::sleep(std::time::Duration::from_millis(rng.random_range(20..250) * scale)).await;
-            if !run.is_finished() {
-                run.abort();
-                let _ = run.await;
-                kills += 1;
-                let store = sluice::state::CheckpointStore::open(&state).unwrap();
-                if store.latest().unwrap().is_some() {
-                    resumed_mid_way += 1;
-                } else {
-                    scale = (scale * 2).min(32);
+    // Chains of runs sharing one state folder, as in the SIGKILL test below: a chain that
+    // finishes before 3 kills is discarded and the next starts from nothing.
+    for chain in 0..6u64 {
+        let _ = std::fs::remove_dir_all(&state);
+        let _ = std::fs::remove_dir_all(&crashy);
+        kills = 0;
+        resumed_mid_way = 0;
+        // On a loaded machine the first checkpoint may take longer than the first kill:
+        // widen the kill window after every kill that came before any checkpoint.
+        let mut scale = 1u64;
+        for attempt in 0..60 {
+            let spec = app(input.path(), &crashy);
+            let opts = options(Some(&state));
+            let run = tokio::spawn(async move { sluice::engine::run(&spec, opts).await });
+            // the first runs are killed at random moments; after enough kills, let it finish
+            if kills < 6 && attempt < 50 {
+                let delay = rng.random_range(20..250) * scale / (chain + 1);
+                tokio::time::sleep(std::time::Duration::from_millis(delay.max(10))).await;
+                if !run.is_finished() {
+                    run.abort();
+                    let _ = run.await;
+                    kills += 1;
+                    let store = sluice::state::CheckpointStore::open(&state).unwrap();
+                    if store.latest().unwrap().is_some() {
+                        resumed_mid_way += 1;
+                    } else {
+                        scale = (scale * 2).min(32);
+                    }
+                    continue;
                 }
-                continue;
             }
+            run.await.unwrap().unwrap();
+            break;
         }
-        run.await.unwrap().unwrap();
-        break;
+        if kills >= 3 && resumed_mid_way >= 1 {
+            break;
+        }
     }
     assert!(kills >= 3, "the run was killed {kills} times");
     assert!(resumed_mid_way >= 1, "no checkpoint completed before a kill");
@@ -182,33 +194,46 @@ path = "out/RUNNING.jsonl"
     let state = root.path().join("state");
     let mut rng = rand::rngs::SmallRng::seed_from_u64(9);
     let mut kills = 0;
-    let mut scale = 1u64;
-    loop {
-        let mut child = sluice()
-            .args(["run", "--checkpoint-interval-ms", "20", "--state-dir"])
-            .arg(&state)
-            .arg(&dirs[1])
-            .spawn()
-            .unwrap();
-        if kills < 5 {
-            std::thread::sleep(std::time::Duration::from_millis(rng.random_range(50..400) * scale));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-                let checkpointed = sluice::state::CheckpointStore::open(&state)
-                    .unwrap()
-                    .latest()
-                    .unwrap()
-                    .is_some();
-                if !checkpointed {
-                    scale = (scale * 2).min(16);
+    // A chain of runs sharing one state folder: killed at random moments, restarted,
+    // until one finishes. A restart resumes near the end once most input is
+    // checkpointed, so a chain can finish before 3 kills; such a chain is discarded and
+    // the next one starts from nothing, with shorter kill delays.
+    for chain in 0..6u64 {
+        let _ = std::fs::remove_dir_all(&state);
+        let _ = std::fs::remove_dir_all(dirs[1].join("out"));
+        kills = 0;
+        let mut scale = 1u64;
+        loop {
+            let mut child = sluice()
+                .args(["run", "--checkpoint-interval-ms", "20", "--state-dir"])
+                .arg(&state)
+                .arg(&dirs[1])
+                .spawn()
+                .unwrap();
+            if kills < 5 {
+                let delay = rng.random_range(50..400) * scale / (chain + 1);
+                std::thread::sleep(std::time::Duration::from_millis(delay.max(30)));
+                if child.try_wait().unwrap().is_none() {
+                    child.kill().unwrap(); // SIGKILL
+                    child.wait().unwrap();
+                    kills += 1;
+                    let checkpointed = sluice::state::CheckpointStore::open(&state)
+                        .unwrap()
+                        .latest()
+                        .unwrap()
+                        .is_some();
+                    if !checkpointed {
+                        scale = (scale * 2).min(16);
+                    }
+                    continue;
                 }
-                continue;
             }
+            assert!(child.wait().unwrap().success());
+            break;
         }
-        assert!(child.wait().unwrap().success());
-        break;
+        if kills >= 3 {
+            break;
+        }
     }
     assert!(kills >= 3, "killed {kills} times");
     for stream in ["PER_KEY", "RUNNING"] {
