@@ -16,7 +16,6 @@
 //!
 //! An invalid literal format is a plan error.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Date32Builder, StringBuilder, Time32MillisecondBuilder};
@@ -27,7 +26,7 @@ use datafusion::logical_expr::{
 };
 
 use super::common::{MILLIS_PER_DAY, check_arity, coerce_string, eval_arrays, return_field, scalar_str, utf8};
-use super::simple_date_format::{Token, format, parse, tokenize};
+use super::simple_date_format::{FormatCache, format, parse, tokenize};
 
 const TIME_TYPE: DataType = DataType::Time32(TimeUnit::Millisecond);
 
@@ -72,23 +71,6 @@ impl DateTimeFn {
             DateTimeFn::CharToTime => TIME_TYPE,
             DateTimeFn::DateToChar | DateTimeFn::TimeToChar => DataType::Utf8,
         }
-    }
-}
-
-/// Tokenized formats of one batch, keyed by the format text.
-#[derive(Default)]
-struct Formats<'a> {
-    map: HashMap<&'a str, Arc<Vec<Token>>>,
-}
-
-impl<'a> Formats<'a> {
-    fn get(&mut self, function: &str, pattern: &'a str) -> Result<Arc<Vec<Token>>> {
-        if let Some(t) = self.map.get(pattern) {
-            return Ok(Arc::clone(t));
-        }
-        let tokens = Arc::new(tokenize(pattern).map_err(|e| DataFusionError::Execution(format!("{function}: {e}")))?);
-        self.map.insert(pattern, Arc::clone(&tokens));
-        Ok(tokens)
     }
 }
 
@@ -166,7 +148,7 @@ impl ScalarUDFImpl for DateTimeFormat {
         }
         eval_arrays(&args.args, args.number_rows, |a| {
             let fmt = utf8(&a[0])?;
-            let mut formats = Formats::default();
+            let mut formats = FormatCache::default();
             let n = a[1].len();
             match function {
                 DateTimeFn::CharToDate | DateTimeFn::CharToTime => {

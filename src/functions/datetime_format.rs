@@ -11,7 +11,6 @@
 //! An invalid literal format (illegal letter, unterminated quote) is a plan error; a
 //! format computed per row is checked per row.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, Int64Builder, StringBuilder};
@@ -27,24 +26,7 @@ use super::common::{
     check_arity, coerce_string, coerce_timestamp, eval_arrays, millis_to_timestamp, return_field, scalar_str,
     timestamp_millis, utf8,
 };
-use super::simple_date_format::{Token, format, parse, tokenize};
-
-/// Tokenized formats of one batch, keyed by the format text.
-#[derive(Default)]
-struct Formats<'a> {
-    map: HashMap<&'a str, Arc<Vec<Token>>>,
-}
-
-impl<'a> Formats<'a> {
-    fn get(&mut self, function: &str, pattern: &'a str) -> Result<Arc<Vec<Token>>> {
-        if let Some(t) = self.map.get(pattern) {
-            return Ok(t.clone());
-        }
-        let tokens = Arc::new(tokenize(pattern).map_err(|e| DataFusionError::Execution(format!("{function}: {e}")))?);
-        self.map.insert(pattern, tokens.clone());
-        Ok(tokens)
-    }
-}
+use super::simple_date_format::{FormatCache, format, parse, tokenize};
 
 /// Plan-time check of a literal format argument.
 fn check_literal_format(function: &str, args: &ReturnFieldArgs) -> Result<()> {
@@ -101,7 +83,7 @@ impl ScalarUDFImpl for CharToTimestamp {
         eval_arrays(&args.args, args.number_rows, |a| {
             let fmt = utf8(&a[0])?;
             let text = utf8(&a[1])?;
-            let mut formats = Formats::default();
+            let mut formats = FormatCache::default();
             let mut out = Int64Builder::with_capacity(text.len());
             for i in 0..text.len() {
                 if fmt.is_null(i) || text.is_null(i) {
@@ -168,7 +150,7 @@ impl ScalarUDFImpl for TimestampToChar {
         eval_arrays(&args.args, args.number_rows, |a| {
             let fmt = utf8(&a[0])?;
             let ts = timestamp_millis(&a[1])?;
-            let mut formats = Formats::default();
+            let mut formats = FormatCache::default();
             let mut out = StringBuilder::with_capacity(ts.len(), ts.len() * 24);
             for i in 0..ts.len() {
                 if fmt.is_null(i) {

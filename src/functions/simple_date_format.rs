@@ -577,3 +577,27 @@ mod tests {
         assert_eq!(f("G yyyy", "1969-12-31 23:59:59"), "AD 1969");
     }
 }
+
+/// The tokenized formats of one batch, keyed by the format text, so a format column
+/// repeating one pattern is tokenized once per batch.
+#[derive(Default)]
+pub(crate) struct FormatCache<'a> {
+    map: std::collections::HashMap<&'a str, std::sync::Arc<Vec<Token>>>,
+}
+
+impl<'a> FormatCache<'a> {
+    pub(crate) fn get(
+        &mut self,
+        function: &str,
+        pattern: &'a str,
+    ) -> datafusion::common::Result<std::sync::Arc<Vec<Token>>> {
+        if let Some(t) = self.map.get(pattern) {
+            return Ok(std::sync::Arc::clone(t));
+        }
+        let tokens = std::sync::Arc::new(
+            tokenize(pattern).map_err(|e| datafusion::error::DataFusionError::Execution(format!("{function}: {e}")))?,
+        );
+        self.map.insert(pattern, std::sync::Arc::clone(&tokens));
+        Ok(tokens)
+    }
+}

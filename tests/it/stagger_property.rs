@@ -74,7 +74,7 @@ fn streaming(rows: &[Row], rt: &tokio::runtime::Runtime) -> (Windows, Vec<i64>) 
           SELECT STREAM k, COUNT(*), SUM(v), MIN(v), MAX(v)
           FROM "SOURCE_SQL_STREAM_001" AS s
           WINDOWED BY STAGGER (PARTITION BY k RANGE INTERVAL '10' SECOND);"#;
-    let batches = super::run_keyed(&sql, rows, rt);
+    let batches = super::run_keyed(sql, rows, rt);
     let opt = |a: &Int64Array, i: usize| if a.is_null(i) { None } else { Some(a.value(i)) };
     let mut windows = Windows::new();
     let mut rowtimes = Vec::new();

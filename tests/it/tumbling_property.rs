@@ -45,7 +45,7 @@ fn streaming(rows: &[Row], rt: &tokio::runtime::Runtime) -> Groups {
           SELECT STREAM k, STEP(s.ROWTIME BY INTERVAL '10' SECOND), COUNT(*), COUNT(v), SUM(v), MIN(v), MAX(v)
           FROM "SOURCE_SQL_STREAM_001" AS s
           GROUP BY k, STEP(s.ROWTIME BY INTERVAL '10' SECOND);"#;
-    let batches = super::run_keyed(&sql, rows, rt);
+    let batches = super::run_keyed(sql, rows, rt);
     let mut groups = Groups::new();
     for b in &batches {
         let k = b.column(0).as_string::<i32>();
