@@ -4,7 +4,9 @@
 //!   list, and the pump's INSERT casts;
 //! - `tumbling_1000_keys`: GROUP BY key + STEP(ROWTIME BY 1 SECOND) with COUNT, SUM,
 //!   AVG, MIN, MAX over 1,000 keys, windows closing as time advances;
-//! - `json_decode`: ride-event JSON records → an Arrow batch through an input schema.
+//! - `json_decode`: ride-event JSON records → an Arrow batch through an input schema;
+//! - `kinesis_read_path`: a GetRecords response (SDK records) → an Arrow batch: the
+//!   envelope, the KPL check and JSON decoding.
 
 use std::sync::Arc;
 
@@ -161,5 +163,39 @@ fn json_decode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, filter_projection, tumbling, json_decode);
+/// The Kinesis read path: one GetRecords response (SDK records, as the client returns
+/// them) to an Arrow batch: envelope fields, KPL check, JSON decoding.
+fn kinesis_read_path(c: &mut Criterion) {
+    use aws_sdk_kinesis::primitives::{Blob, DateTime};
+    use aws_sdk_kinesis::types::Record;
+    let decoder = RecordDecoder::new(&schema(), "SOURCE_SQL_STREAM_001").unwrap();
+    let response: Vec<Record> = (0..ROWS)
+        .map(|i| {
+            Record::builder()
+                .sequence_number(format!("4959{:052}", i))
+                .approximate_arrival_timestamp(DateTime::from_millis(1_700_000_000_000 + i as i64))
+                .partition_key(format!("T{:03}", i % 1000))
+                .data(Blob::new(format!(
+                    r#"{{"ticker":"T{:03}","price":{}.5,"volume":{},"sector":"TECH"}}"#,
+                    i % 1000,
+                    i % 100,
+                    i
+                )))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let shard: Arc<str> = Arc::from("shardId-000000000000");
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Elements(ROWS as u64));
+    g.bench_function("kinesis_read_path", |b| {
+        b.iter(|| {
+            let (records, _, _) = sluice::connectors::kinesis::shard::convert_records(&response, &shard, true);
+            decoder.decode(&records, 1_700_000_000_000).batch.num_rows()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, filter_projection, tumbling, json_decode, kinesis_read_path);
 criterion_main!(benches);

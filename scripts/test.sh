@@ -10,6 +10,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 "$here/scripts/setup.sh"
+# shellcheck source=scripts/test-servers.sh
+. "$here/scripts/test-servers.sh"
+install_test_servers
+start_test_servers
+trap stop_test_servers EXIT
 
 conformance="${SLUICE_CONFORMANCE:-$here/../shared/conformance}"
 
@@ -20,4 +25,6 @@ echo "== conformance cases and recorded example applications (sluice test)"
 cases=()
 [ -d "$conformance" ] && cases+=("$conformance") || echo "note: no conformance folder at $conformance"
 for d in "$here"/queries/*/cases; do [ -d "$d" ] && cases+=("$d"); done
-cargo run --quiet --locked -- test "${cases[@]}"
+# The binary `cargo test` just built (with the same dependency features: `cargo run`
+# would build the dependencies a second time without the dev-dependencies' features).
+"$CARGO_TARGET_DIR/debug/sluice" test "${cases[@]}"

@@ -88,7 +88,9 @@ pub enum SourceSpec {
         seed: u64,
         limit: Option<u64>,
     },
-    /// A destination this build cannot read yet, kept to report it clearly.
+    /// A Kinesis data stream, read shard by shard.
+    Kinesis(crate::connectors::kinesis::KinesisSourceConfig),
+    /// A source this build cannot read yet, kept to report it clearly.
     Unsupported {
         kind: String,
         detail: String,
@@ -117,6 +119,8 @@ pub enum DestinationSpec {
     },
     /// Rows kept in memory and handed back to the caller (conformance runner, embedding).
     Collect,
+    /// A Kinesis data stream, by PutRecords.
+    Kinesis(crate::connectors::kinesis::KinesisSinkConfig),
     Unsupported {
         kind: String,
         detail: String,

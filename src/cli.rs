@@ -1,11 +1,15 @@
 //! The `sluice` command line: `run`, `test`, `explain`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 use crate::app::SourceSpec;
 use crate::engine::{RunOptions, TimeMode};
+use crate::runtime::AbortOnDrop;
+use crate::runtime::metrics::Metrics;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -48,6 +52,15 @@ pub enum Command {
         /// application) and start from the beginning.
         #[arg(long)]
         fresh: bool,
+        /// Publish each result only once the checkpoint covering it has completed, with a
+        /// ROW_ID column to drop repeats by: files become exactly-once, streams
+        /// effectively-once. Results wait up to a checkpoint interval. Needs --state-dir.
+        #[arg(long, requires = "state_dir")]
+        exactly_once: bool,
+        /// Serve GET /metrics (Prometheus text) and GET /health (JSON) on this address
+        /// while the application runs, for example 127.0.0.1:9898 (port 0: any free port).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<SocketAddr>,
     },
     /// Run conformance cases (folders with case.toml, or folders of them) and compare
     /// each output stream with its recording. Ends with `N passed, M failed`.
@@ -74,6 +87,8 @@ pub async fn main_with(cli: Cli) -> anyhow::Result<i32> {
             state_dir,
             checkpoint_interval_ms,
             fresh,
+            exactly_once,
+            http,
         } => {
             let mut spec = crate::manifest::load_manifest(&manifest_path(app))?;
             crate::manifest::validate(&spec)?;
@@ -103,6 +118,20 @@ pub async fn main_with(cli: Cli) -> anyhow::Result<i32> {
                 interval_ms: checkpoint_interval_ms,
                 fresh,
             });
+            if exactly_once {
+                options.delivery = crate::engine::Delivery::ExactlyOnce;
+            }
+            // The server lives as long as the run: aborted when this scope ends.
+            let _server = match http {
+                Some(addr) => {
+                    let metrics = Arc::new(Metrics::new(&spec.name));
+                    options.metrics = Some(Arc::clone(&metrics));
+                    let (bound, task) = crate::server::serve(addr, metrics).await?;
+                    tracing::info!("serving metrics and health on http://{bound}");
+                    Some(AbortOnDrop(task))
+                }
+                None => None,
+            };
             crate::runtime::run_app_until(&spec, options, stop_rx).await?;
             Ok(0)
         }

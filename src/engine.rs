@@ -24,6 +24,25 @@ pub struct RunOptions {
     pub time: TimeMode,
     /// Durable state: checkpoints in a folder, and resuming from the last one.
     pub checkpoints: Option<CheckpointOptions>,
+    /// The counters the run updates, for a caller that serves them while it runs (the
+    /// CLI's `--http`); a new set, named after the application, when None.
+    pub metrics: Option<std::sync::Arc<crate::runtime::metrics::Metrics>>,
+    /// When outputs publish their rows (exactly-once needs `checkpoints`).
+    pub delivery: Delivery,
+}
+
+/// Output semantics (README, "State, checkpoints and restarts").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Delivery {
+    /// Rows are published as soon as they are computed, as KDA did; after a crash the
+    /// rows since the last checkpoint are published again (a file is cut back instead).
+    #[default]
+    AtLeastOnce,
+    /// A row is published once the checkpoint covering it has committed, and carries a
+    /// deterministic `ROW_ID` (`crate::runtime::row_id`). Files are exact; streams may
+    /// repeat a row after a crash, identical, with the same `ROW_ID`. Latency: up to a
+    /// checkpoint interval.
+    ExactlyOnce,
 }
 
 impl RunOptions {
@@ -31,6 +50,8 @@ impl RunOptions {
         RunOptions {
             time,
             checkpoints: None,
+            metrics: None,
+            delivery: Delivery::AtLeastOnce,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod operators;
 pub mod planner;
 pub mod runtime;
+pub mod server;
 pub mod state;
 pub mod testing;
 pub mod time;

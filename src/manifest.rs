@@ -27,6 +27,7 @@ use crate::app::{
     AppSpec, DestinationSpec, InputSpec, OutputFormat, OutputSpec, RecordColumn, RecordFormat, RecordSchema,
     ReferenceSpec, SourceSpec,
 };
+use crate::connectors::kinesis::{KinesisConnection, KinesisSinkConfig, KinesisSourceConfig, StartPosition};
 use crate::error::{Result, SluiceError};
 use crate::types::{ColumnDef, SqlType};
 
@@ -140,6 +141,86 @@ struct ManifestSource {
     name: Option<String>,
     #[serde(default)]
     arn: Option<String>,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    access_key_id: Option<String>,
+    #[serde(default)]
+    secret_access_key: Option<String>,
+    /// TRIM_HORIZON (default), LATEST or AT_TIMESTAMP.
+    #[serde(default)]
+    starting_position: Option<String>,
+    /// For AT_TIMESTAMP: `yyyy-MM-dd HH:mm:ss[.SSS]` (UTC) or epoch milliseconds.
+    #[serde(default)]
+    starting_timestamp: Option<String>,
+    #[serde(default)]
+    poll_interval_ms: Option<u64>,
+    #[serde(default)]
+    idle_poll_max_ms: Option<u64>,
+    #[serde(default)]
+    max_records: Option<i32>,
+    #[serde(default)]
+    discovery_interval_ms: Option<u64>,
+    #[serde(default)]
+    deaggregate: Option<bool>,
+    /// Enhanced fan-out through this stream consumer (registered if missing).
+    #[serde(default)]
+    efo_consumer: Option<String>,
+}
+
+/// How to reach a Kinesis stream (inputs and outputs). Not flattened into both with
+/// serde: `flatten` would switch off `deny_unknown_fields`.
+#[derive(Debug, Default)]
+struct ManifestKinesis {
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+}
+
+macro_rules! kinesis_settings {
+    ($x:expr) => {
+        ManifestKinesis {
+            endpoint: $x.endpoint.clone(),
+            region: $x.region.clone(),
+            access_key_id: $x.access_key_id.clone(),
+            secret_access_key: $x.secret_access_key.clone(),
+        }
+    };
+}
+
+impl ManifestKinesis {
+    fn any(&self) -> bool {
+        self.endpoint.is_some()
+            || self.region.is_some()
+            || self.access_key_id.is_some()
+            || self.secret_access_key.is_some()
+    }
+
+    fn connection(&self, name: Option<&str>, arn: Option<&str>) -> std::result::Result<KinesisConnection, String> {
+        let mut c = match (arn, name) {
+            (Some(arn), _) => KinesisConnection::for_stream(arn)?,
+            (None, Some(name)) => KinesisConnection::for_stream(name)?,
+            (None, None) => return Err("kind = \"kinesis\" needs `name` or `arn`".to_string()),
+        };
+        if let (Some(arn), Some(name)) = (arn, name)
+            && c.stream_name != name
+        {
+            return Err(format!("`name` {name} and `arn` {arn} name different streams"));
+        }
+        c.endpoint = self.endpoint.clone();
+        if self.region.is_some() {
+            c.region = self.region.clone();
+        }
+        c.access_key_id = self.access_key_id.clone();
+        c.secret_access_key = self.secret_access_key.clone();
+        if c.access_key_id.is_some() != c.secret_access_key.is_some() {
+            return Err("give both `access_key_id` and `secret_access_key`, or neither".to_string());
+        }
+        Ok(c)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +272,25 @@ struct ManifestDestination {
     name: Option<String>,
     #[serde(default)]
     arn: Option<String>,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    access_key_id: Option<String>,
+    #[serde(default)]
+    secret_access_key: Option<String>,
+    /// Kinesis: the output column whose value is the partition key (random if unset).
+    #[serde(default)]
+    partition_key: Option<String>,
+    /// Kinesis: the output column whose value is the explicit hash key.
+    #[serde(default)]
+    explicit_hash_key: Option<String>,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+    /// Where records that cannot be delivered are parked (JSON lines with the reason).
+    #[serde(default)]
+    parked_path: Option<String>,
 }
 
 // =======================================================================================
@@ -357,7 +457,7 @@ fn from_manifest(m: Manifest, base_dir: &Path, default_name: &str) -> Result<App
         let what = format!("outputs[{i}] ({})", o.stream);
         outputs.push(OutputSpec {
             format: output_format(o.format.as_deref()).map_err(|e| config(format!("{what}: {e}")))?,
-            destination: manifest_destination(o.destination.as_ref(), base_dir)
+            destination: manifest_destination(o.destination.as_ref(), base_dir, &o.stream)
                 .map_err(|e| config(format!("{what}.destination: {e}")))?,
             stream: o.stream,
         });
@@ -454,7 +554,7 @@ fn apply_overrides(
             Some(f) => Some(output_format(Some(f)).map_err(|e| config(format!("{what}: {e}")))?),
             None => None,
         };
-        let destination = manifest_destination(o.destination.as_ref(), base_dir)
+        let destination = manifest_destination(o.destination.as_ref(), base_dir, &o.stream)
             .map_err(|e| config(format!("{what}.destination: {e}")))?;
         match (0..app.outputs.len()).find(|&k| !replaced[k] && app.outputs[k].stream == o.stream) {
             Some(k) => {
@@ -557,6 +657,20 @@ fn not_for_kind(kind: &str, fields: &[(&str, bool)]) -> std::result::Result<(), 
 fn manifest_source(s: &ManifestSource, base_dir: &Path) -> std::result::Result<SourceSpec, String> {
     let kind = s.kind.trim().to_ascii_lowercase();
     let path = s.path.is_some();
+    if kind != "kinesis" {
+        let kinesis_only = [
+            ("endpoint/region/credentials", kinesis_settings!(s).any()),
+            ("starting_position", s.starting_position.is_some()),
+            ("starting_timestamp", s.starting_timestamp.is_some()),
+            ("poll_interval_ms", s.poll_interval_ms.is_some()),
+            ("idle_poll_max_ms", s.idle_poll_max_ms.is_some()),
+            ("max_records", s.max_records.is_some()),
+            ("discovery_interval_ms", s.discovery_interval_ms.is_some()),
+            ("deaggregate", s.deaggregate.is_some()),
+            ("efo_consumer", s.efo_consumer.is_some()),
+        ];
+        not_for_kind(&kind, &kinesis_only)?;
+    }
     let generator = [
         ("rate", s.rate.is_some()),
         ("seed", s.seed.is_some()),
@@ -597,7 +711,66 @@ fn manifest_source(s: &ManifestSource, base_dir: &Path) -> std::result::Result<S
                 limit: s.limit,
             })
         }
-        "kinesis" | "firehose" => {
+        "kinesis" => {
+            not_for_kind(&kind, &[("path", path)])?;
+            not_for_kind(&kind, &generator)?;
+            let mut config =
+                KinesisSourceConfig::new(kinesis_settings!(s).connection(s.name.as_deref(), s.arn.as_deref())?);
+            config.start = match s
+                .starting_position
+                .as_deref()
+                .map(|p| p.trim().to_ascii_uppercase())
+                .as_deref()
+            {
+                None | Some("TRIM_HORIZON") => StartPosition::TrimHorizon,
+                Some("LATEST") => StartPosition::Latest,
+                Some("AT_TIMESTAMP") => {
+                    let t = s
+                        .starting_timestamp
+                        .as_deref()
+                        .ok_or("starting_position = \"AT_TIMESTAMP\" needs `starting_timestamp`")?;
+                    let millis = t
+                        .trim()
+                        .parse::<i64>()
+                        .ok()
+                        .or_else(|| crate::time::parse_timestamp(t.trim()))
+                        .ok_or_else(|| format!("starting_timestamp '{t}' is not a timestamp or epoch milliseconds"))?;
+                    StartPosition::AtTimestamp(millis)
+                }
+                Some(other) => {
+                    return Err(format!(
+                        "starting_position '{other}' is not TRIM_HORIZON, LATEST or AT_TIMESTAMP"
+                    ));
+                }
+            };
+            if s.starting_timestamp.is_some() && !matches!(config.start, StartPosition::AtTimestamp(_)) {
+                return Err("`starting_timestamp` needs starting_position = \"AT_TIMESTAMP\"".into());
+            }
+            if let Some(ms) = s.poll_interval_ms {
+                if ms < 200 {
+                    return Err("poll_interval_ms must be at least 200 (Kinesis allows 5 GetRecords calls per second per shard)".into());
+                }
+                config.poll_interval_ms = ms;
+            }
+            if let Some(ms) = s.idle_poll_max_ms {
+                config.idle_poll_max_ms = ms;
+            }
+            if let Some(n) = s.max_records {
+                if !(1..=10_000).contains(&n) {
+                    return Err("max_records must be between 1 and 10000".into());
+                }
+                config.max_records = n;
+            }
+            if let Some(ms) = s.discovery_interval_ms {
+                config.discovery_interval_ms = ms;
+            }
+            if let Some(d) = s.deaggregate {
+                config.deaggregate = d;
+            }
+            config.efo_consumer = s.efo_consumer.clone();
+            Ok(SourceSpec::Kinesis(config))
+        }
+        "firehose" => {
             not_for_kind(&kind, &[("path", path)])?;
             not_for_kind(&kind, &generator)?;
             let target = match (&s.name, &s.arn) {
@@ -669,11 +842,22 @@ fn output_format(format: Option<&str>) -> std::result::Result<OutputFormat, Stri
 fn manifest_destination(
     d: Option<&ManifestDestination>,
     base_dir: &Path,
+    stream: &str,
 ) -> std::result::Result<DestinationSpec, String> {
     let Some(d) = d else { return Ok(DestinationSpec::Stdout) };
     let kind = d.kind.trim().to_ascii_lowercase();
     let path = d.path.is_some();
     let remote = [("name", d.name.is_some()), ("arn", d.arn.is_some())];
+    if kind != "kinesis" {
+        let kinesis_only = [
+            ("endpoint/region/credentials", kinesis_settings!(d).any()),
+            ("partition_key", d.partition_key.is_some()),
+            ("explicit_hash_key", d.explicit_hash_key.is_some()),
+            ("max_attempts", d.max_attempts.is_some()),
+            ("parked_path", d.parked_path.is_some()),
+        ];
+        not_for_kind(&kind, &kinesis_only)?;
+    }
     match kind.as_str() {
         "stdout" => {
             not_for_kind(&kind, &[("path", path)])?;
@@ -685,7 +869,23 @@ fn manifest_destination(
             let p = d.path.as_deref().ok_or("kind = \"file\" needs `path`")?;
             Ok(DestinationSpec::File { path: base_dir.join(p) })
         }
-        "kinesis" | "firehose" | "lambda" => {
+        "kinesis" => {
+            not_for_kind(&kind, &[("path", path)])?;
+            let mut config = KinesisSinkConfig::new(
+                kinesis_settings!(d).connection(d.name.as_deref(), d.arn.as_deref())?,
+                stream,
+            );
+            config.partition_key = d.partition_key.clone();
+            config.explicit_hash_key = d.explicit_hash_key.clone();
+            if let Some(n) = d.max_attempts {
+                config.max_attempts = n.max(1);
+            }
+            if let Some(p) = &d.parked_path {
+                config.parked_path = base_dir.join(p);
+            }
+            Ok(DestinationSpec::Kinesis(config))
+        }
+        "firehose" | "lambda" => {
             not_for_kind(&kind, &[("path", path)])?;
             let target = match (&d.name, &d.arn) {
                 (_, Some(arn)) => arn.clone(),
@@ -823,11 +1023,11 @@ pub fn from_describe_application(json: &Json, base_dir: &Path) -> Result<AppSpec
         .and_then(|p| field(p, &["InputLambdaProcessorDescription", "InputLambdaProcessor"]))
         .and_then(|l| str_field(l, &["ResourceARN"]));
         let source = if let Some(k) = field(input, &["KinesisStreamsInputDescription", "KinesisStreamsInput"]) {
-            unsupported_source(
-                "kinesis",
-                str_field(k, &["ResourceARN"]).unwrap_or("(no ARN)"),
-                preprocessor,
-            )
+            let arn = str_field(k, &["ResourceARN"]).unwrap_or("(no ARN)");
+            match (preprocessor, KinesisConnection::for_stream(arn)) {
+                (None, Ok(connection)) => SourceSpec::Kinesis(KinesisSourceConfig::new(connection)),
+                _ => unsupported_source("kinesis", arn, preprocessor),
+            }
         } else if let Some(f) = field(input, &["KinesisFirehoseInputDescription", "KinesisFirehoseInput"]) {
             unsupported_source(
                 "firehose",
@@ -887,7 +1087,10 @@ pub fn from_describe_application(json: &Json, base_dir: &Path) -> Result<AppSpec
         let format = output_format(format_type).map_err(|e| config(format!("output {stream}: {e}")))?;
         let arn = |names: &[&str]| field(o, names).map(|d| str_field(d, &["ResourceARN"]).unwrap_or("(no ARN)"));
         let destination = if let Some(a) = arn(&["KinesisStreamsOutputDescription", "KinesisStreamsOutput"]) {
-            unsupported_destination("kinesis", a)
+            match KinesisConnection::for_stream(a) {
+                Ok(connection) => DestinationSpec::Kinesis(KinesisSinkConfig::new(connection, &stream)),
+                Err(_) => unsupported_destination("kinesis", a),
+            }
         } else if let Some(a) = arn(&["KinesisFirehoseOutputDescription", "KinesisFirehoseOutput"]) {
             unsupported_destination("firehose", a)
         } else if let Some(a) = arn(&["LambdaOutputDescription", "LambdaOutput"]) {
@@ -1428,7 +1631,7 @@ stream = "error_stream"
     }
 
     #[test]
-    fn describe_application_loads_with_unsupported_endpoints() {
+    fn describe_application_loads_kinesis_and_reports_other_endpoints() {
         let app = from_describe_application(&describe_json(), Path::new(".")).unwrap();
         assert_eq!(app.name, "ride-alerts");
         assert!(app.sql.contains("CREATE OR REPLACE PUMP"));
@@ -1438,14 +1641,12 @@ stream = "error_stream"
         assert_eq!(input.schema.columns[2].column.name, "fare");
         assert_eq!(input.schema.columns[2].mapping.as_deref(), Some("$.fare"));
         match &input.source {
-            SourceSpec::Unsupported { kind, detail } => {
-                assert_eq!(kind, "kinesis");
-                assert!(
-                    detail.contains("arn:aws:kinesis:eu-west-1:123456789012:stream/ride-events"),
-                    "{detail}"
-                );
+            SourceSpec::Kinesis(k) => {
+                assert_eq!(k.connection.stream_name, "ride-events");
+                assert_eq!(k.connection.region.as_deref(), Some("eu-west-1"));
+                assert_eq!(k.start, StartPosition::TrimHorizon);
             }
-            other => panic!("expected an unsupported source, got {other:?}"),
+            other => panic!("expected a Kinesis source, got {other:?}"),
         }
         assert_eq!(app.outputs[0].stream, "ALERT_STREAM");
         assert!(matches!(&app.outputs[0].destination, DestinationSpec::Unsupported { kind, .. } if kind == "lambda"));
@@ -1465,7 +1666,6 @@ stream = "error_stream"
 
         let err = validate(&app).unwrap_err().to_string();
         assert!(err.contains("this build cannot run application ride-alerts"), "{err}");
-        assert!(err.contains("input SOURCE_SQL_STREAM reads from the Kinesis data stream arn:aws:kinesis:eu-west-1:123456789012:stream/ride-events"), "{err}");
         assert!(err.contains("output ALERT_STREAM delivers to the AWS Lambda function arn:aws:lambda:eu-west-1:123456789012:function:page-oncall"), "{err}");
         assert!(err.contains("later release"), "{err}");
         assert!(err.contains("deliverystream/kda-errors"), "{err}");
@@ -1473,7 +1673,9 @@ stream = "error_stream"
             err.contains("reference table CITIES reads the S3 object s3://ride-reference/cities.csv"),
             "{err}"
         );
-        assert_eq!(check(&app).unsupported.len(), 4);
+        // Lambda and Firehose outputs and the S3 table; the Kinesis input runs.
+        assert_eq!(check(&app).unsupported.len(), 3);
+        assert!(!err.contains("ride-events"), "{err}");
         assert!(check(&app).errors.is_empty());
     }
 
@@ -1581,6 +1783,72 @@ path = "errors.jsonl"
         .unwrap();
         let err = load_manifest(&path).unwrap_err().to_string();
         assert!(err.contains("CLICKS") && err.contains("SOURCE_SQL_STREAM"), "{err}");
+    }
+
+    #[test]
+    fn kinesis_inputs_and_outputs_load_with_their_settings() {
+        let text = r#"
+code_text = "x"
+[[inputs]]
+[inputs.schema]
+record_format = "JSON"
+columns = [ { name = "K", sql_type = "VARCHAR(8)", mapping = "$.k" },
+            { name = "PK", sql_type = "VARCHAR(64)", mapping = "METADATA:PARTITION_KEY" } ]
+[inputs.source]
+kind = "kinesis"
+arn = "arn:aws:kinesis:eu-west-1:123456789012:stream/rides"
+starting_position = "at_timestamp"
+starting_timestamp = "2026-11-22 10:00:00"
+endpoint = "http://127.0.0.1:4567"
+poll_interval_ms = 250
+efo_consumer = "sluice"
+[[outputs]]
+stream = "OUT"
+[outputs.destination]
+kind = "kinesis"
+name = "alerts"
+region = "us-west-2"
+partition_key = "K"
+parked_path = "parked/out.jsonl"
+"#;
+        let app = parse_manifest(text, Path::new("/apps")).unwrap();
+        let SourceSpec::Kinesis(source) = &app.inputs[0].source else {
+            panic!("{:?}", app.inputs[0].source)
+        };
+        assert_eq!(source.connection.stream_name, "rides");
+        assert_eq!(source.connection.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(source.connection.endpoint.as_deref(), Some("http://127.0.0.1:4567"));
+        assert_eq!(
+            source.start,
+            StartPosition::AtTimestamp(crate::time::parse_timestamp("2026-11-22 10:00:00").unwrap())
+        );
+        assert_eq!(source.poll_interval_ms, 250);
+        assert_eq!(source.efo_consumer.as_deref(), Some("sluice"));
+        let DestinationSpec::Kinesis(sink) = &app.outputs[0].destination else {
+            panic!("{:?}", app.outputs[0].destination)
+        };
+        assert_eq!(sink.connection.stream_name, "alerts");
+        assert_eq!(sink.connection.region.as_deref(), Some("us-west-2"));
+        assert_eq!(sink.partition_key.as_deref(), Some("K"));
+        assert_eq!(sink.parked_path, Path::new("/apps/parked/out.jsonl"));
+        validate(&app).unwrap();
+
+        let bad = |source: &str| {
+            let text = format!(
+                "code_text = \"x\"\n[[inputs]]\n[inputs.schema]\nrecord_format = \"JSON\"\ncolumns = []\n[inputs.source]\n{source}\n"
+            );
+            parse_manifest(&text, Path::new(".")).unwrap_err().to_string()
+        };
+        let err = bad("kind = \"kinesis\"\nname = \"s\"\nstarting_position = \"OLDEST\"");
+        assert!(err.contains("OLDEST"), "{err}");
+        let err = bad("kind = \"kinesis\"\nname = \"s\"\npoll_interval_ms = 50");
+        assert!(err.contains("at least 200"), "{err}");
+        let err = bad("kind = \"kinesis\"\nname = \"s\"\naccess_key_id = \"a\"");
+        assert!(err.contains("secret_access_key"), "{err}");
+        let err = bad("kind = \"file\"\npath = \"a\"\nendpoint = \"http://x\"");
+        assert!(err.contains("is not a setting of kind = \"file\""), "{err}");
+        let err = bad("kind = \"kinesis\"\narn = \"arn:aws:s3:::bucket\"");
+        assert!(err.contains("not a Kinesis stream ARN"), "{err}");
     }
 
     #[test]

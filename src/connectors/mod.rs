@@ -6,6 +6,7 @@
 pub mod file;
 pub mod formats;
 pub mod generator;
+pub mod kinesis;
 pub mod memory;
 pub mod sink;
 pub mod source;
@@ -24,4 +25,6 @@ pub struct RawRecord {
     pub arrival: Option<Millis>,
     pub partition_key: Option<String>,
     pub sequence_number: Option<String>,
+    /// The Kinesis shard the record was read from.
+    pub shard_id: Option<std::sync::Arc<str>>,
 }

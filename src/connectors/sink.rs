@@ -21,6 +21,8 @@ pub trait Sink: Send {
     }
 }
 
+/// Drives a sink at-least-once: rows are written as they arrive. In exactly-once mode
+/// `crate::runtime::delivery::run_exactly_once` drives the sink instead.
 pub async fn run_sink(
     mut sink: Box<dyn Sink>,
     mut rx: mpsc::Receiver<Message>,

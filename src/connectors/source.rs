@@ -38,6 +38,9 @@ pub struct SourceContext {
     /// The position saved by the checkpoint a restart resumes from: the source skips
     /// what comes before it.
     pub resume: Option<u64>,
+    /// The same position as saved, for sources whose position is not one number (a
+    /// Kinesis stream keeps a sequence number per shard).
+    pub resume_bytes: Option<Vec<u8>>,
 }
 
 impl SourceContext {
@@ -63,15 +66,26 @@ impl SourceContext {
             checkpoints: None,
             last_barrier: 0,
             resume: None,
+            resume_bytes: None,
         }
     }
 
     /// Takes part in checkpoints, resuming from `resume` (the saved position).
-    pub fn with_checkpoints(mut self, handle: crate::state::CheckpointHandle, resume: Option<u64>) -> Self {
+    pub fn with_checkpoints(mut self, handle: crate::state::CheckpointHandle, resume: Option<Vec<u8>>) -> Self {
         self.last_barrier = *handle.trigger.borrow();
         self.checkpoints = Some(handle);
-        self.resume = resume;
+        self.resume = resume
+            .as_deref()
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes);
+        self.resume_bytes = resume;
         self
+    }
+
+    /// Fires when a checkpoint is triggered, for sources that wait on other things
+    /// (a Kinesis source idle between polls must still pass the barrier on).
+    pub fn checkpoint_trigger(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.checkpoints.as_ref().map(|c| c.trigger.clone())
     }
 
     fn part(&self) -> String {
@@ -82,11 +96,17 @@ impl SourceContext {
     /// skip to): when a checkpoint was triggered, saves the position and emits the
     /// barrier on every stream of the input.
     pub async fn checkpoint_point(&mut self, position: u64) {
+        self.checkpoint_point_with(|| position.to_le_bytes().to_vec()).await
+    }
+
+    /// As [`Self::checkpoint_point`], for a position encoded by the source; `position`
+    /// is only called when a checkpoint is due.
+    pub async fn checkpoint_point_with(&mut self, position: impl FnOnce() -> Vec<u8>) {
         let Some(c) = &self.checkpoints else { return };
         let id = *c.trigger.borrow();
         if id > self.last_barrier {
             self.last_barrier = id;
-            c.ack(id, &self.part(), Some(position.to_le_bytes().to_vec()));
+            c.ack(id, &self.part(), Some(position()));
             for out in &self.outputs {
                 out.send(Message::Barrier(id)).await;
             }
@@ -102,6 +122,14 @@ impl SourceContext {
     /// Decodes and publishes records to the next in-application stream (round robin
     /// when the input has parallelism > 1). Bad records go to `error_stream`.
     pub async fn publish(&mut self, records: &[RawRecord]) {
+        let index = self.next_output % self.outputs.len();
+        self.next_output += 1;
+        self.publish_to(index, records).await
+    }
+
+    /// Decodes and publishes records to the input's `index`-th in-application stream
+    /// (a source that assigns shards to streams picks the stream itself).
+    pub async fn publish_to(&mut self, index: usize, records: &[RawRecord]) {
         if records.is_empty() {
             return;
         }
@@ -118,8 +146,7 @@ impl SourceContext {
             let _ = self.errors.send(decoded.errors);
         }
         if decoded.batch.num_rows() > 0 {
-            let out = &self.outputs[self.next_output % self.outputs.len()];
-            self.next_output += 1;
+            let out = &self.outputs[index % self.outputs.len()];
             out.send(Message::Data(decoded.batch)).await;
         }
     }
@@ -128,6 +155,23 @@ impl SourceContext {
     pub async fn bound(&mut self, t: Millis) {
         for out in &self.outputs {
             out.send(Message::Bound(t)).await;
+        }
+    }
+
+    /// How many in-application streams this input feeds (its parallelism).
+    pub fn stream_count(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// Stops an unbounded input (shutdown): saves its final position and ends every
+    /// stream without advancing time, so open windows stay open in the saved state and
+    /// a restart continues them instead of emitting them early.
+    pub async fn stop(&mut self, position: Vec<u8>) {
+        if let Some(c) = &self.checkpoints {
+            c.finish(&self.part(), Some(position));
+        }
+        for out in &self.outputs {
+            out.send(Message::End).await;
         }
     }
 

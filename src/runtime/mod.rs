@@ -2,9 +2,11 @@
 //! connected by bounded tokio channels (back-pressure from a slow sink reaches the
 //! sources).
 
+pub mod delivery;
 pub mod hub;
 pub mod metrics;
 pub mod pump;
+pub mod row_id;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,7 +31,7 @@ use hub::{Hub, StreamWriter};
 const CHANNEL_CAPACITY: usize = 64;
 
 /// Stops a background task when the run ends, however it ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -53,6 +55,7 @@ fn source_for(spec: &SourceSpec) -> Result<Box<dyn Source>> {
             seed: *seed,
             limit: *limit,
         }),
+        SourceSpec::Kinesis(config) => Box::new(crate::connectors::kinesis::KinesisSource { config: config.clone() }),
         SourceSpec::Unsupported { kind, detail } => {
             return Err(SluiceError::config(format!(
                 "input source {kind} is not supported by this build: {detail}"
@@ -70,9 +73,13 @@ pub async fn run_app(app: &AppSpec, options: RunOptions) -> Result<RunOutput> {
 
 /// What identifies an application's state: its code and the schemas of its inputs and
 /// outputs. State written by another application is refused (FNV-1a, stable across
-/// runs and builds).
-fn fingerprint(app: &AppSpec) -> String {
+/// runs and builds). Exactly-once outputs save another part format, so the delivery mode
+/// counts too (the default adds nothing, so older state stays valid).
+fn fingerprint(app: &AppSpec, delivery: crate::engine::Delivery) -> String {
     let mut text = app.sql.clone();
+    if delivery == crate::engine::Delivery::ExactlyOnce {
+        text.push_str("|exactly-once");
+    }
     for i in &app.inputs {
         text.push_str(&format!(
             "|in:{}:{:?}:{:?}",
@@ -99,9 +106,10 @@ fn fingerprint(app: &AppSpec) -> String {
 fn open_state(
     app: &AppSpec,
     options: &crate::engine::CheckpointOptions,
+    delivery: crate::engine::Delivery,
 ) -> Result<(Arc<crate::state::CheckpointStore>, Option<crate::state::Checkpoint>)> {
     let store = crate::state::CheckpointStore::open(&options.state_dir)?;
-    let mine = fingerprint(app);
+    let mine = fingerprint(app, delivery);
     match store.fingerprint()? {
         Some(theirs) if theirs != mine => {
             if !options.fresh {
@@ -126,9 +134,15 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
     let mut plan = plan_application(app)?;
     let recovery_started = std::time::Instant::now();
     let state = match &options.checkpoints {
-        Some(c) => Some((open_state(app, c)?, c.interval_ms)),
+        Some(c) => Some((open_state(app, c, options.delivery)?, c.interval_ms)),
         None => None,
     };
+    let exactly_once = options.delivery == crate::engine::Delivery::ExactlyOnce;
+    if exactly_once && state.is_none() {
+        return Err(SluiceError::config(
+            "exactly-once output publishes rows when their checkpoint commits: it needs a state folder (--state-dir)",
+        ));
+    }
     let restored = state
         .as_ref()
         .and_then(|((_, latest), _)| latest.clone())
@@ -147,7 +161,10 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
     }
     // Every task that keeps or passes on state takes part in checkpoints.
     let mut participants = std::collections::BTreeSet::new();
-    let metrics = Arc::new(metrics::Metrics::default());
+    let metrics = options
+        .metrics
+        .clone()
+        .unwrap_or_else(|| Arc::new(metrics::Metrics::new(&app.name)));
     let reporter = matches!(options.time, crate::engine::TimeMode::WallClock { .. }).then(|| {
         AbortOnDrop(tokio::spawn(metrics::report(
             Arc::clone(&metrics),
@@ -189,24 +206,42 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
     let mut sink_parts = Vec::new();
     for (i, output) in app.outputs.iter().enumerate() {
         let part = format!("sink/{i}/{}", output.stream);
-        participants.insert(part.clone());
+        // error_stream rows come from every task outside the barrier flow: its sinks
+        // cannot align a checkpoint and would stall every one (at-least-once, always).
+        if output.stream != ERROR_STREAM {
+            participants.insert(part.clone());
+        }
         sink_parts.push(part);
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         readers.entry(output.stream.clone()).or_default().push(tx);
+        // In exactly-once mode the saved part wraps the sink's own state (a file's length).
+        // error_stream stays at-least-once: its rows do not travel with barriers.
+        let saved = restored
+            .parts
+            .get(sink_parts.last().expect("pushed above"))
+            .map(|v| v.as_slice());
+        let (holdback, saved) = match (exactly_once, plan.stream(&output.stream)) {
+            (true, Some(stream)) if output.stream != ERROR_STREAM => {
+                let (holdback, inner) = delivery::Holdback::restore(&output.stream, &stream.schema, saved)?;
+                (Some(holdback), inner)
+            }
+            _ => (None, saved.map(<[u8]>::to_vec)),
+        };
         let sink: Box<dyn Sink> = match &output.destination {
             DestinationSpec::Stdout => Box::new(stdout_sink(output.format)),
-            DestinationSpec::File { path } => {
-                let part = sink_parts.last().expect("pushed above");
-                Box::new(file_sink(path, output.format, restored.parts.get(part).map(|v| v.as_slice())).await?)
-            }
+            DestinationSpec::File { path } => Box::new(file_sink(path, output.format, saved.as_deref()).await?),
             DestinationSpec::Collect => {
                 let sink = CollectSink::default();
                 collected.push((output.stream.clone(), Arc::clone(&sink.batches)));
                 Box::new(sink)
             }
+            DestinationSpec::Kinesis(config) => Box::new(crate::connectors::kinesis::KinesisSink::new(
+                config.clone(),
+                output.format,
+            )),
             DestinationSpec::Unsupported { .. } => unreachable!("rejected above"),
         };
-        sinks.push((sink, rx));
+        sinks.push((sink, rx, holdback));
     }
 
     // Writers of each stream: the input feeding it, or the pumps inserting into it.
@@ -264,22 +299,33 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
     for input in &app.inputs {
         participants.insert(format!("source/{}", input.stream_names()[0]));
     }
+    let checkpoints_on = state.is_some();
     let checkpoints = match state {
         Some(((store, _), interval_ms)) => {
-            let (coordinator, handle) = crate::state::Coordinator::new(
+            let (mut coordinator, handle) = crate::state::Coordinator::new(
                 store,
                 participants,
                 std::time::Duration::from_millis(interval_ms.max(10)),
                 restored.id,
+                Arc::clone(&metrics),
             );
+            if exactly_once {
+                coordinator.commit_final();
+            }
             tasks.spawn(coordinator.run());
             Some(handle)
         }
         None => None,
     };
-    for ((sink, rx), part) in sinks.into_iter().zip(sink_parts) {
-        let c = checkpoints.clone().map(|h| (h, part));
-        tasks.spawn(run_sink(sink, rx, Arc::clone(&metrics), c));
+    for ((sink, rx, holdback), part) in sinks.into_iter().zip(sink_parts) {
+        let c = checkpoints
+            .clone()
+            .filter(|_| !part.ends_with(&format!("/{ERROR_STREAM}")))
+            .map(|h| (h, part));
+        match holdback {
+            Some(held) => tasks.spawn(delivery::run_exactly_once(sink, held, rx, Arc::clone(&metrics), c)),
+            None => tasks.spawn(run_sink(sink, rx, Arc::clone(&metrics), c)),
+        };
     }
     for (hub, rx) in hub_tasks {
         tasks.spawn(hub.run(rx, checkpoints.clone()));
@@ -309,10 +355,7 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
         );
         let ctx = match &checkpoints {
             Some(handle) => {
-                let resume = restored
-                    .parts
-                    .get(&format!("source/{}", names[0]))
-                    .and_then(|b| b.as_slice().try_into().ok().map(u64::from_le_bytes));
+                let resume = restored.parts.get(&format!("source/{}", names[0])).cloned();
                 ctx.with_checkpoints(handle.clone(), resume)
             }
             None => ctx,
@@ -323,11 +366,12 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
     // channels open.
     drop(error_tx);
     drop(checkpoints);
+    let recovery = recovery_started.elapsed();
+    if checkpoints_on {
+        metrics.state_restored(recovery);
+    }
     if restored.id > 0 {
-        tracing::info!(
-            recovery_ms = recovery_started.elapsed().as_millis() as u64,
-            "state restored"
-        );
+        tracing::info!(recovery_ms = recovery.as_millis() as u64, "state restored");
     }
 
     while let Some(joined) = tasks.join_next().await {

@@ -131,3 +131,29 @@ path = "in.jsonl"
     assert!(stderr.contains("line 2, column 103"), "{stderr}");
     assert!(stderr.contains("column"), "{stderr}");
 }
+
+/// An application that delivers `error_stream` still checkpoints: error rows travel
+/// outside the barrier flow, so that output must not be waited for (it once stalled
+/// every checkpoint of the demo application).
+#[test]
+fn an_application_with_an_error_stream_output_completes_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    copy_dir(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("queries/cancellation-spike"),
+        &app,
+    );
+    let state = dir.path().join("state");
+    let out = sluice()
+        .args(["run"])
+        .arg(&app)
+        .args(["--rate", "4000", "--limit", "6000", "--checkpoint-interval-ms", "100"])
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let store = sluice::state::CheckpointStore::open(&state).unwrap();
+    let latest = store.latest().unwrap().expect("a checkpoint was committed");
+    assert!(latest.id >= 2, "checkpoints kept completing: last id {}", latest.id);
+}

@@ -4,6 +4,8 @@ mod anomaly;
 mod cli;
 mod conformance;
 mod demo;
+mod kinesis;
+mod metrics_http;
 mod recovery;
 mod sliding_property;
 mod spec_coverage;

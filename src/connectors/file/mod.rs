@@ -59,6 +59,7 @@ pub fn parse_recorded_line(line: &str) -> std::result::Result<RawRecord, String>
         arrival,
         partition_key: rec.partition_key,
         sequence_number: rec.sequence_number,
+        shard_id: None,
     })
 }
 

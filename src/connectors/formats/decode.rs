@@ -50,6 +50,45 @@ pub struct RecordDecoder {
     core: Core,
     stream_name: String,
     schema: SchemaRef,
+    /// Columns filled from the record's envelope instead of its payload, with their
+    /// position among the declared columns.
+    metadata: Vec<(usize, Metadata)>,
+}
+
+/// What a column mapped `METADATA:<FIELD>` reads: the Kinesis record envelope, which
+/// KDA's schemas could not reach (Flink's Kinesis connector calls these metadata
+/// columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metadata {
+    PartitionKey,
+    SequenceNumber,
+    ShardId,
+}
+
+impl Metadata {
+    /// The field of a `METADATA:<FIELD>` mapping (case-insensitive), if it is one.
+    pub fn of_mapping(mapping: &str) -> Option<std::result::Result<Metadata, String>> {
+        let (head, field) = mapping.trim().split_once(':')?;
+        if !head.eq_ignore_ascii_case("METADATA") {
+            return None;
+        }
+        Some(match field.trim().to_ascii_uppercase().as_str() {
+            "PARTITION_KEY" => Ok(Metadata::PartitionKey),
+            "SEQUENCE_NUMBER" => Ok(Metadata::SequenceNumber),
+            "SHARD_ID" => Ok(Metadata::ShardId),
+            other => Err(format!(
+                "unknown metadata field '{other}' (expected PARTITION_KEY, SEQUENCE_NUMBER or SHARD_ID)"
+            )),
+        })
+    }
+
+    fn value(self, r: &RawRecord) -> Option<&str> {
+        match self {
+            Metadata::PartitionKey => r.partition_key.as_deref(),
+            Metadata::SequenceNumber => r.sequence_number.as_deref(),
+            Metadata::ShardId => r.shard_id.as_deref(),
+        }
+    }
 }
 
 impl RecordDecoder {
@@ -57,11 +96,35 @@ impl RecordDecoder {
     /// messages of error rows). Fails on a schema KDA would reject (bad JSONPath, two
     /// flattened arrays, empty delimiter, invalid DECIMAL).
     pub fn new(schema: &RecordSchema, stream_name: &str) -> crate::Result<Self> {
-        let core = Core::new(schema, stream_name)?;
+        let mut payload = schema.clone();
+        payload.columns.clear();
+        let mut metadata = Vec::new();
+        for (i, c) in schema.columns.iter().enumerate() {
+            match c.mapping.as_deref().and_then(Metadata::of_mapping) {
+                Some(Ok(m)) => {
+                    if !matches!(c.column.sql_type, SqlType::Varchar(_) | SqlType::Char(_)) {
+                        return Err(SluiceError::config(format!(
+                            "{stream_name}: metadata column {} must be VARCHAR or CHAR",
+                            c.column.name
+                        )));
+                    }
+                    metadata.push((i, m));
+                }
+                Some(Err(e)) => {
+                    return Err(SluiceError::config(format!(
+                        "{stream_name}: column {}: {e}",
+                        c.column.name
+                    )));
+                }
+                None => payload.columns.push(c.clone()),
+            }
+        }
+        let core = Core::new(&payload, stream_name)?;
         Ok(RecordDecoder {
             core,
             stream_name: stream_name.to_string(),
             schema: stream_schema(&schema.column_defs(), true),
+            metadata,
         })
     }
 
@@ -79,18 +142,25 @@ impl RecordDecoder {
         let mut st = Stage::default();
         let mut errors = Vec::new();
         let mut error_time = None;
-        for r in records {
+        // Rows each record gave, to repeat its envelope fields on them.
+        let mut rows_of: Vec<(usize, usize)> = Vec::new();
+        for (index, r) in records.iter().enumerate() {
             let rowtime = r.rowtime.unwrap_or(default_rowtime);
             let arrival = r.arrival.unwrap_or(rowtime);
             match self.core.decode_record(&r.data, &mut st) {
-                Ok(text) => out.commit(&st, text, self.core.cols.len(), Some((arrival, rowtime))),
+                Ok(text) => {
+                    let n = out.commit(&st, text, self.core.cols.len(), Some((arrival, rowtime)));
+                    if !self.metadata.is_empty() {
+                        rows_of.push((index, n));
+                    }
+                }
                 Err(e) => {
                     let now = *error_time.get_or_insert_with(now_millis);
                     errors.push(e.into_row(&r.data, rowtime, now, &self.stream_name));
                 }
             }
         }
-        let batch = match out.finish(self.schema.clone()) {
+        let batch = match self.finish(out, records, &rows_of) {
             Ok(b) => b,
             Err(message) => {
                 // Unreachable by construction; never lose the slice silently.
@@ -105,6 +175,29 @@ impl RecordDecoder {
             }
         };
         Decoded { batch, errors }
+    }
+
+    fn finish(&self, out: Builders, records: &[RawRecord], rows_of: &[(usize, usize)]) -> Result<RecordBatch, String> {
+        if self.metadata.is_empty() {
+            return out.finish(self.schema.clone());
+        }
+        let (mut arrays, rows) = out.finish_arrays();
+        for &(position, field) in &self.metadata {
+            let mut b = StringBuilder::with_capacity(rows, rows * 16);
+            for &(index, n) in rows_of {
+                let v = field.value(&records[index]);
+                for _ in 0..n {
+                    b.append_option(v);
+                }
+            }
+            arrays.insert(position, Arc::new(b.finish()));
+        }
+        RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            arrays,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
+        .map_err(|e| format!("building the decoded batch: {e}"))
     }
 }
 
@@ -165,7 +258,9 @@ pub fn decode_table(
     let now = now_millis();
     for data in records {
         match core.decode_record(data, &mut st) {
-            Ok(text) => out.commit(&st, text, core.cols.len(), None),
+            Ok(text) => {
+                out.commit(&st, text, core.cols.len(), None);
+            }
             Err(e) => errors.push(e.into_row(data, now, now, table)),
         }
     }
@@ -765,9 +860,10 @@ impl Builders {
         }
     }
 
-    fn commit(&mut self, st: &Stage, text: &str, ncols: usize, times: Option<(Millis, Millis)>) {
+    /// Appends the staged rows of one record; returns how many.
+    fn commit(&mut self, st: &Stage, text: &str, ncols: usize, times: Option<(Millis, Millis)>) -> usize {
         if ncols == 0 {
-            return;
+            return 0;
         }
         let mut n = 0;
         for row in st.cells.chunks_exact(ncols) {
@@ -781,21 +877,23 @@ impl Builders {
             rb.append_value_n(rowtime, n);
         }
         self.rows += n;
+        n
     }
 
-    fn finish(mut self, schema: SchemaRef) -> Result<RecordBatch, String> {
+    fn finish_arrays(mut self) -> (Vec<ArrayRef>, usize) {
         let mut arrays: Vec<ArrayRef> = self.cols.iter_mut().map(ColBuilder::finish).collect();
         if let Some((ab, rb)) = &mut self.times {
             arrays.push(Arc::new(ab.finish()));
             arrays.push(Arc::new(rb.finish()));
         }
         debug_assert!(arrays.iter().all(|a| a.len() == self.rows));
-        RecordBatch::try_new_with_options(
-            schema,
-            arrays,
-            &RecordBatchOptions::new().with_row_count(Some(self.rows)),
-        )
-        .map_err(|e| format!("building the decoded batch: {e}"))
+        (arrays, self.rows)
+    }
+
+    fn finish(self, schema: SchemaRef) -> Result<RecordBatch, String> {
+        let (arrays, rows) = self.finish_arrays();
+        RecordBatch::try_new_with_options(schema, arrays, &RecordBatchOptions::new().with_row_count(Some(rows)))
+            .map_err(|e| format!("building the decoded batch: {e}"))
     }
 }
 
@@ -833,6 +931,68 @@ mod tests {
                 column_delimiter: sep.to_string(),
             },
         }
+    }
+
+    #[test]
+    fn metadata_columns_read_the_envelope_and_take_no_csv_field() {
+        let schema = RecordSchema {
+            columns: vec![
+                col("A", "INTEGER", None),
+                col("PK", "VARCHAR(16)", Some("metadata:partition_key")),
+                col("B", "INTEGER", None),
+                col("SHARD", "VARCHAR(32)", Some("METADATA:SHARD_ID")),
+            ],
+            format: RecordFormat::Csv {
+                row_delimiter: "\n".into(),
+                column_delimiter: ",".into(),
+            },
+        };
+        let d = RecordDecoder::new(&schema, "S").unwrap();
+        let record = |data: &str, key: &str| RawRecord {
+            data: data.as_bytes().to_vec(),
+            partition_key: Some(key.into()),
+            shard_id: Some(std::sync::Arc::from("shardId-000000000001")),
+            ..Default::default()
+        };
+        // Two rows in the first record: the envelope repeats on both; a bad record in
+        // between shifts nothing.
+        let out = d.decode(&[record("1,2\n3,4", "p"), record("x,1", "bad"), record("5,6", "q")], 0);
+        assert_eq!(out.errors.len(), 1);
+        let b = &out.batch;
+        assert_eq!(b.num_rows(), 3);
+        let ints = |i: usize| {
+            b.column(i)
+                .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
+                .values()
+                .to_vec()
+        };
+        let strs = |i: usize| {
+            (0..3)
+                .map(|r| b.column(i).as_string::<i32>().value(r).to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ints(0), [1, 3, 5]);
+        assert_eq!(strs(1), ["p", "p", "q"]);
+        assert_eq!(ints(2), [2, 4, 6]);
+        assert_eq!(strs(3), ["shardId-000000000001"; 3]);
+        assert_eq!(b.schema().field(4).name(), "APPROXIMATE_ARRIVAL_TIME");
+    }
+
+    #[test]
+    fn metadata_columns_must_be_strings_with_a_known_field() {
+        let schema = |ty: &str, m: &str| json_schema("$", &[("A", "INTEGER", "$.a"), ("M", ty, m)]);
+        let err = RecordDecoder::new(&schema("INTEGER", "METADATA:SHARD_ID"), "S").unwrap_err();
+        assert!(err.to_string().contains("VARCHAR"), "{err}");
+        let err = RecordDecoder::new(&schema("VARCHAR(8)", "METADATA:REGION"), "S").unwrap_err();
+        assert!(err.to_string().contains("REGION"), "{err}");
+        let d = RecordDecoder::new(&schema("VARCHAR(64)", "METADATA:SEQUENCE_NUMBER"), "S").unwrap();
+        let r = RawRecord {
+            data: br#"{"a":7}"#.to_vec(),
+            sequence_number: Some("4959".into()),
+            ..Default::default()
+        };
+        let out = d.decode(&[r], 0);
+        assert_eq!(out.batch.column(1).as_string::<i32>().value(0), "4959");
     }
 
     fn rec(data: &str) -> RawRecord {
