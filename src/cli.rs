@@ -1,4 +1,4 @@
-//! The `sluice` command line: `run`, `test`, `explain`.
+//! The `sluice` command line: `run`, `test`, `explain`, `bench`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,6 +61,10 @@ pub enum Command {
         /// while the application runs, for example 127.0.0.1:9898 (port 0: any free port).
         #[arg(long, value_name = "ADDR")]
         http: Option<SocketAddr>,
+        /// Memory for window state (bytes, or with a unit: 512MB, 2GB), split across
+        /// the tumbling GROUP BYs; state past it spills to disk and the run goes on.
+        #[arg(long, value_name = "SIZE", default_value = "1GB", value_parser = crate::state::spill::parse_size)]
+        memory_budget: usize,
     },
     /// Run conformance cases (folders with case.toml, or folders of them) and compare
     /// each output stream with its recording. Ends with `N passed, M failed`.
@@ -70,6 +74,11 @@ pub enum Command {
     },
     /// Parse and plan an application and print its streams and operator chains.
     Explain { app: PathBuf },
+    /// Measurements too long for criterion (`benches/engine.rs` holds the short ones).
+    Bench {
+        #[command(subcommand)]
+        which: crate::bench::BenchCommand,
+    },
 }
 
 fn manifest_path(app: PathBuf) -> PathBuf {
@@ -89,6 +98,7 @@ pub async fn main_with(cli: Cli) -> anyhow::Result<i32> {
             fresh,
             exactly_once,
             http,
+            memory_budget,
         } => {
             let mut spec = crate::manifest::load_manifest(&manifest_path(app))?;
             crate::manifest::validate(&spec)?;
@@ -121,6 +131,7 @@ pub async fn main_with(cli: Cli) -> anyhow::Result<i32> {
             if exactly_once {
                 options.delivery = crate::engine::Delivery::ExactlyOnce;
             }
+            options.memory_budget_bytes = Some(memory_budget);
             // The server lives as long as the run: aborted when this scope ends.
             let _server = match http {
                 Some(addr) => {
@@ -150,5 +161,6 @@ pub async fn main_with(cli: Cli) -> anyhow::Result<i32> {
             print!("{}", plan.describe());
             Ok(0)
         }
+        Command::Bench { which } => crate::bench::main_with(which).await,
     }
 }

@@ -29,6 +29,10 @@ pub struct RunOptions {
     pub metrics: Option<std::sync::Arc<crate::runtime::metrics::Metrics>>,
     /// When outputs publish their rows (exactly-once needs `checkpoints`).
     pub delivery: Delivery,
+    /// Memory for operator state, split evenly across the stateful operators that can
+    /// spill (tumbling GROUP BY); past its share, an operator spills to disk and keeps
+    /// going. None: unlimited.
+    pub memory_budget_bytes: Option<usize>,
 }
 
 /// Output semantics (README, "State, checkpoints and restarts").
@@ -52,6 +56,7 @@ impl RunOptions {
             checkpoints: None,
             metrics: None,
             delivery: Delivery::AtLeastOnce,
+            memory_budget_bytes: None,
         }
     }
 }

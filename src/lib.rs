@@ -9,6 +9,7 @@
 //! See ARCHITECTURE.md for the map and the invariants.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod connectors;
 pub mod dialect;

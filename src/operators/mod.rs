@@ -65,6 +65,16 @@ pub trait Operator: Send {
     fn restore(&mut self, _state: &[u8]) -> Result<()> {
         Ok(())
     }
+
+    /// Whether the operator's state grows with its input and can spill to disk: such an
+    /// operator takes a share of the application's memory budget.
+    fn spills(&self) -> bool {
+        false
+    }
+
+    /// Sets the operator's memory budget and spill folder. Called once, before
+    /// [`Operator::restore`] and before any input.
+    fn set_memory_budget(&mut self, _config: crate::state::spill::SpillConfig) {}
 }
 
 /// The ROWTIME column of a stream batch (its last column).

@@ -1,10 +1,13 @@
 //! A chain of operators run by one task (operator chaining, as Flink does): batches pass
 //! from one operator to the next by a function call, not a channel.
 
+use std::path::Path;
+
 use datafusion::arrow::array::RecordBatch;
 
 use super::{OpContext, Operator};
 use crate::error::{ErrorRow, Result};
+use crate::state::spill::SpillConfig;
 use crate::time::Millis;
 
 pub struct Pipeline {
@@ -43,6 +46,23 @@ impl Pipeline {
             }
         }
         Ok(out)
+    }
+
+    /// How many of the chain's operators spill (take a share of the memory budget).
+    pub fn spilling_operators(&self) -> usize {
+        self.ops.iter().filter(|o| o.spills()).count()
+    }
+
+    /// Gives each spilling operator `budget_bytes` (None: unlimited) and the spill folder.
+    pub fn set_memory_budget(&mut self, budget_bytes: Option<usize>, dir: &Path, app: &str) {
+        for op in self.ops.iter_mut().filter(|o| o.spills()) {
+            op.set_memory_budget(SpillConfig {
+                budget_bytes,
+                dir: dir.to_path_buf(),
+                app: app.to_string(),
+                pump: self.pump.clone(),
+            });
+        }
     }
 
     /// The state of every operator, framed in chain order.
@@ -96,5 +116,22 @@ impl Pipeline {
             current = next;
         }
         Ok(current)
+    }
+}
+
+/// Splits the application's memory budget evenly across every spilling operator of
+/// every pump (an even split keeps the total bounded whatever the windows hold; an
+/// operator with less state simply never reaches its share).
+pub fn apply_memory_budget<'a>(
+    pipelines: impl IntoIterator<Item = &'a mut Pipeline>,
+    total_bytes: Option<usize>,
+    dir: &Path,
+    app: &str,
+) {
+    let pipelines: Vec<&mut Pipeline> = pipelines.into_iter().collect();
+    let operators: usize = pipelines.iter().map(|p| p.spilling_operators()).sum();
+    let share = total_bytes.map(|t| (t / operators.max(1)).max(1));
+    for p in pipelines {
+        p.set_memory_budget(share, dir, app);
     }
 }

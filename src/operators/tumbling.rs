@@ -12,16 +12,36 @@
 //! the bucket's first row at which the key changes (an exponential then binary search,
 //! once per bucket). This works for every monotonic bucketing expression without
 //! knowing its shape.
+//!
+//! ## Spilling
+//!
+//! With a memory budget (`SpillConfig`), the open bucket's size is measured after every
+//! batch with DataFusion's own accounting (`GroupValues::size` plus each
+//! `GroupsAccumulator::size`). Past the budget, the groups are drained as DataFusion's
+//! partial state (the `state()` arrays a checkpoint saves), hash-partitioned on the group
+//! key into [`SPILL_PARTITIONS`] partitions, written as one Arrow IPC run per partition
+//! to a RocksDB spill store (`crate::state::spill`), and the in-memory groups start
+//! empty again. When the bucket closes, each partition in turn merges its runs and its
+//! share of the in-memory groups into fresh accumulators (`merge_batch`, as DataFusion's
+//! final aggregation phase), is evaluated and emitted, and is freed before the next: the
+//! memory a close needs is about the state of one partition. A spilled bucket is emitted
+//! as one batch per partition, so its rows come in another order than an unspilled
+//! bucket's (all of them share one ROWTIME; no order among them is promised).
+//!
+//! A checkpoint taken while runs are spilled copies them into the snapshot after the
+//! in-memory groups; a restore merges them back through the same budget check, so it
+//! spills again rather than loading the whole bucket into memory.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, TimestampMillisecondArray, new_null_array,
+    ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, TimestampMillisecondArray, UInt32Array, new_null_array,
 };
-use datafusion::arrow::compute::partition;
+use datafusion::arrow::compute::{partition, take};
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
+use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -31,7 +51,28 @@ use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use super::eval::eval_isolating;
 use super::{OpContext, Operator, rowtime_column};
 use crate::error::{Result, SluiceError};
+use crate::state::spill::{SpillConfig, SpillStore};
 use crate::time::Millis;
+
+/// Partitions of a spilled bucket: closing it needs about 1/SPILL_PARTITIONS of its
+/// state in memory at a time.
+pub const SPILL_PARTITIONS: usize = 32;
+
+/// Seed of the partitioning hash (any fixed value: partitions only need to agree within
+/// one operator's lifetime, and a restore re-partitions what it loads).
+const SPILL_HASH_SEED: u64 = 0x51_1CE;
+
+/// What the operator spilled and the most memory its state took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpillStats {
+    /// How many times the open bucket's state was written out.
+    pub spills: u64,
+    /// Bytes written to the spill store (Arrow IPC).
+    pub spilled_bytes: u64,
+    /// The largest in-memory state any bucket reached (DataFusion's accounting), while
+    /// accumulating or while merging one partition at close.
+    pub peak_state_bytes: usize,
+}
 
 /// One aggregate of the select list, with its grouped accumulator.
 pub struct AggregateSlot {
@@ -79,6 +120,14 @@ pub struct TumblingAggregateOp {
     /// Group columns, aggregate columns, ROWTIME.
     output_schema: SchemaRef,
     open: Option<OpenBucket>,
+    /// Columns of the group key, then of each aggregate's partial state: the layout of a
+    /// spilled run.
+    group_width: usize,
+    state_widths: Vec<usize>,
+    spill_config: Option<SpillConfig>,
+    /// The open bucket's spilled runs (None until its first spill).
+    spill: Option<SpillStore>,
+    stats: SpillStats,
 }
 
 impl TumblingAggregateOp {
@@ -95,7 +144,16 @@ impl TumblingAggregateOp {
             .map(|c| c.index())
             .collect();
         let group_values = new_group_values(Arc::clone(&group_schema), &GroupOrdering::None)?;
+        let state_widths = aggregates
+            .iter()
+            .map(|s| Ok(s.expr.state_fields()?.len()))
+            .collect::<Result<Vec<_>>>()?;
         Ok(TumblingAggregateOp {
+            group_width: group_schema.fields().len(),
+            state_widths,
+            spill_config: None,
+            spill: None,
+            stats: SpillStats::default(),
             group_exprs,
             time_key,
             time_columns,
@@ -208,8 +266,8 @@ impl TumblingAggregateOp {
         Ok(groups)
     }
 
-    fn emit(&mut self) -> Result<Option<RecordBatch>> {
-        let Some(open) = self.open.take() else { return Ok(None) };
+    /// Evaluates every in-memory group as output rows of the bucket ending at `end`.
+    fn evaluate(&mut self, end: Millis) -> Result<Option<RecordBatch>> {
         if self.group_values.is_empty() {
             return Ok(None);
         }
@@ -218,8 +276,183 @@ impl TumblingAggregateOp {
         for slot in &mut self.aggregates {
             columns.push(slot.accumulator.evaluate(EmitTo::All)?);
         }
-        columns.push(Arc::new(TimestampMillisecondArray::from(vec![open.end; n])));
+        columns.push(Arc::new(TimestampMillisecondArray::from(vec![end; n])));
         Ok(Some(super::eval::conform(&self.output_schema, columns)?))
+    }
+
+    /// Closes the open bucket and returns its rows.
+    fn emit(&mut self) -> Result<Vec<RecordBatch>> {
+        let Some(open) = self.open.take() else {
+            return Ok(vec![]);
+        };
+        self.note_size();
+        let Some(store) = self.spill.take() else {
+            let out = self.evaluate(open.end)?.into_iter().collect();
+            self.publish_peak();
+            return Ok(out);
+        };
+        // Merge one partition at a time: its spilled runs, then its share of what is
+        // still in memory. The store's folder goes when `store` is dropped.
+        let mut in_memory = match self.take_state()? {
+            Some(flat) => self.partition_rows(&flat)?,
+            None => vec![None; SPILL_PARTITIONS],
+        };
+        let mut out = Vec::new();
+        for (p, part) in in_memory.iter_mut().enumerate() {
+            store.for_each_run(p as u32, |run| self.reload_flat(&run))?;
+            if let Some(flat) = part.take() {
+                self.reload_flat(&flat)?;
+            }
+            self.note_size();
+            out.extend(self.evaluate(open.end)?);
+            self.reset_accumulators()?;
+        }
+        self.publish_peak();
+        Ok(out)
+    }
+
+    /// DataFusion's measure of the in-memory state: group keys plus accumulators.
+    fn state_size(&self) -> usize {
+        self.group_values.size() + self.aggregates.iter().map(|s| s.accumulator.size()).sum::<usize>()
+    }
+
+    fn note_size(&mut self) -> usize {
+        let size = self.state_size();
+        self.stats.peak_state_bytes = self.stats.peak_state_bytes.max(size);
+        size
+    }
+
+    /// Spills the in-memory state if it has outgrown the budget.
+    fn enforce_budget(&mut self) -> Result<()> {
+        let size = self.note_size();
+        let Some(budget) = self.spill_config.as_ref().and_then(|c| c.budget_bytes) else {
+            return Ok(());
+        };
+        if size > budget {
+            self.spill_state(size, budget)?;
+        }
+        Ok(())
+    }
+
+    fn publish_peak(&self) {
+        if let Some(c) = &self.spill_config {
+            ::metrics::gauge!("sluice_window_state_peak_bytes", "app" => c.app.clone(), "pump" => c.pump.clone())
+                .set(self.stats.peak_state_bytes as f64);
+        }
+    }
+
+    /// The statistics of spilling so far.
+    pub fn spill_stats(&self) -> SpillStats {
+        self.stats
+    }
+
+    fn reset_accumulators(&mut self) -> Result<()> {
+        for slot in &mut self.aggregates {
+            slot.accumulator = slot.expr.create_groups_accumulator()?;
+        }
+        Ok(())
+    }
+
+    /// Drains every group as one set of columns: the group key, then each aggregate's
+    /// partial state (DataFusion's `state()`, what `merge_batch` reads). Fresh
+    /// accumulators replace the drained ones, so their memory is given back.
+    fn take_state(&mut self) -> Result<Option<Vec<ArrayRef>>> {
+        if self.group_values.is_empty() {
+            return Ok(None);
+        }
+        let mut flat = self.drain_groups()?;
+        for slot in &mut self.aggregates {
+            flat.extend(slot.accumulator.state(EmitTo::All)?);
+        }
+        self.reset_accumulators()?;
+        Ok(Some(flat))
+    }
+
+    /// Splits state columns by the hash of the group key into [`SPILL_PARTITIONS`] sets
+    /// of columns (None for a partition without rows).
+    fn partition_rows(&self, flat: &[ArrayRef]) -> Result<Vec<Option<Vec<ArrayRef>>>> {
+        let n = flat.first().map(|a| a.len()).unwrap_or(0);
+        let mut hashes = vec![0u64; n];
+        create_hashes(
+            &flat[..self.group_width],
+            &RandomState::with_seed(SPILL_HASH_SEED),
+            &mut hashes,
+        )?;
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); SPILL_PARTITIONS];
+        for (row, h) in hashes.iter().enumerate() {
+            rows[(*h % SPILL_PARTITIONS as u64) as usize].push(row as u32);
+        }
+        rows.into_iter()
+            .map(|rows| {
+                if rows.is_empty() {
+                    return Ok(None);
+                }
+                let indices = UInt32Array::from(rows);
+                Ok(Some(
+                    flat.iter()
+                        .map(|a| take(a.as_ref(), &indices, None))
+                        .collect::<Result<Vec<_>, _>>()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Writes the in-memory state to the spill store, one run per partition.
+    fn spill_state(&mut self, size: usize, budget: usize) -> Result<()> {
+        let Some(flat) = self.take_state()? else { return Ok(()) };
+        let parts = self.partition_rows(&flat)?;
+        drop(flat);
+        let Some(config) = &self.spill_config else {
+            return Ok(());
+        };
+        let store = match &mut self.spill {
+            Some(store) => store,
+            None => self.spill.insert(SpillStore::create(&config.dir)?),
+        };
+        let mut bytes = 0u64;
+        for (p, part) in parts.into_iter().enumerate() {
+            if let Some(arrays) = part {
+                bytes += store.put(p as u32, &arrays)? as u64;
+            }
+        }
+        self.stats.spills += 1;
+        self.stats.spilled_bytes += bytes;
+        tracing::debug!(
+            pump = %config.pump,
+            state_bytes = size,
+            budget_bytes = budget,
+            spilled_bytes = bytes,
+            runs = store.runs(),
+            "window state over its memory budget: spilled to disk"
+        );
+        ::metrics::counter!("sluice_spilled_bytes_total", "app" => config.app.clone(), "pump" => config.pump.clone())
+            .increment(bytes);
+        ::metrics::counter!("sluice_spills_total", "app" => config.app.clone(), "pump" => config.pump.clone())
+            .increment(1);
+        Ok(())
+    }
+
+    /// Splits a spilled run into group columns and each aggregate's state columns.
+    fn split_flat(&self, flat: &[ArrayRef]) -> Result<(Vec<ArrayRef>, Vec<Vec<ArrayRef>>)> {
+        if flat.len() != self.group_width + self.state_widths.iter().sum::<usize>() {
+            return Err(SluiceError::runtime("corrupt spilled tumbling-window state"));
+        }
+        let (groups, mut rest) = flat.split_at(self.group_width);
+        let states = self
+            .state_widths
+            .iter()
+            .map(|&w| {
+                let (state, tail) = rest.split_at(w);
+                rest = tail;
+                state.to_vec()
+            })
+            .collect();
+        Ok((groups.to_vec(), states))
+    }
+
+    fn reload_flat(&mut self, flat: &[ArrayRef]) -> Result<()> {
+        let (groups, states) = self.split_flat(flat)?;
+        self.reload(&groups, &states)
     }
 }
 
@@ -254,27 +487,52 @@ impl Operator for TumblingAggregateOp {
         ];
         // DataFusion's grouped accumulators can only hand their state over by draining
         // it: drain, keep a copy, and merge it straight back.
-        let groups = self.drain_groups()?;
-        let states = self
-            .aggregates
-            .iter_mut()
-            .map(|s| s.accumulator.state(EmitTo::All))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.reload(&groups, &states)?;
+        let (groups, states) = match self.take_state()? {
+            Some(flat) => {
+                self.reload_flat(&flat)?;
+                self.split_flat(&flat)?
+            }
+            None => (vec![], vec![vec![]; self.aggregates.len()]),
+        };
         let mut sections = vec![bucket, groups];
         sections.extend(states);
+        // Spilled runs follow, one section each (group key and partial states).
+        if let Some(store) = &self.spill {
+            store.for_each(|_, run| {
+                sections.push(run);
+                Ok(())
+            })?;
+        }
         Ok(Some(crate::state::snapshot::encode(&sections)?))
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<()> {
         let sections = crate::state::snapshot::decode(state)?;
-        let [bucket, groups, states @ ..] = sections.as_slice() else {
+        let [bucket, groups, rest @ ..] = sections.as_slice() else {
             return Err(SluiceError::runtime("corrupt tumbling-window state"));
         };
+        if rest.len() < self.aggregates.len() {
+            return Err(SluiceError::runtime("corrupt tumbling-window state"));
+        }
+        let (states, runs) = rest.split_at(self.aggregates.len());
         let key = ScalarValue::try_from_array(&bucket[0], 0)?;
         let end = bucket[1].as_primitive::<Int64Type>().value(0);
         self.open = Some(OpenBucket { key, end });
-        self.reload(groups, states)
+        self.reload(groups, states)?;
+        self.enforce_budget()?;
+        for run in runs {
+            self.reload_flat(run)?;
+            self.enforce_budget()?;
+        }
+        Ok(())
+    }
+
+    fn spills(&self) -> bool {
+        true
+    }
+
+    fn set_memory_budget(&mut self, config: SpillConfig) {
+        self.spill_config = Some(config);
     }
 
     fn on_batch(&mut self, batch: RecordBatch, ctx: &mut OpContext) -> Result<Vec<RecordBatch>> {
@@ -295,6 +553,7 @@ impl Operator for TumblingAggregateOp {
                 self.open = Some(OpenBucket { key, end });
             }
             self.accumulate(&batch.slice(range.start, range.end - range.start), ctx)?;
+            self.enforce_budget()?;
         }
         Ok(out)
     }
@@ -305,8 +564,211 @@ impl Operator for TumblingAggregateOp {
             .as_ref()
             .is_some_and(|o| bound >= o.end || bound == Millis::MAX)
         {
-            return Ok(self.emit()?.into_iter().collect());
+            return self.emit();
         }
         Ok(vec![])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::functions_aggregate::{average::avg_udaf, count::count_udaf, min_max::min_udaf, sum::sum_udaf};
+    use datafusion::logical_expr::Operator as BinaryOp;
+    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion::physical_expr::expressions::{BinaryExpr, CastExpr, Column, Literal};
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::error::ErrorRow;
+
+    const WIDTH_MS: i64 = 10_000;
+
+    fn input_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("K", DataType::Utf8, true),
+            Field::new("V", DataType::Int64, true),
+            Field::new("ROWTIME", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        ]))
+    }
+
+    /// `SELECT K, ROWTIME-bucket, COUNT(V), SUM(V), AVG(V), MIN(K) ... GROUP BY K, bucket`:
+    /// AVG has a two-column partial state and MIN a string one, so spilled runs carry
+    /// every layout the merge must split back.
+    fn operator() -> TumblingAggregateOp {
+        let input = input_schema();
+        let bucket: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
+            Arc::new(CastExpr::new(
+                Arc::new(Column::new("ROWTIME", 2)),
+                DataType::Int64,
+                None,
+            )),
+            BinaryOp::Divide,
+            Arc::new(Literal::new(ScalarValue::Int64(Some(WIDTH_MS)))),
+        ));
+        let key: Arc<dyn PhysicalExpr> = Arc::new(Column::new("K", 0));
+        let v: Arc<dyn PhysicalExpr> = Arc::new(Column::new("V", 1));
+        // As DataFusion's type coercion does for AVG of an integer.
+        let v_double: Arc<dyn PhysicalExpr> = Arc::new(CastExpr::new(Arc::clone(&v), DataType::Float64, None));
+        let aggregates = [
+            (count_udaf(), &v, "n"),
+            (sum_udaf(), &v, "s"),
+            (avg_udaf(), &v_double, "a"),
+            (min_udaf(), &key, "m"),
+        ]
+        .into_iter()
+        .map(|(f, arg, name)| {
+            let expr = AggregateExprBuilder::new(f, vec![Arc::clone(arg)])
+                .schema(Arc::clone(&input))
+                .alias(name)
+                .build()
+                .unwrap();
+            AggregateSlot::new(Arc::new(expr), None).unwrap()
+        })
+        .collect();
+        let group_schema = Arc::new(Schema::new(vec![
+            Field::new("K", DataType::Utf8, true),
+            Field::new("B", DataType::Int64, true),
+        ]));
+        let output_schema = Arc::new(Schema::new(vec![
+            Field::new("K", DataType::Utf8, true),
+            Field::new("B", DataType::Int64, true),
+            Field::new("n", DataType::Int64, true),
+            Field::new("s", DataType::Int64, true),
+            Field::new("a", DataType::Float64, true),
+            Field::new("m", DataType::Utf8, true),
+            Field::new("ROWTIME", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        ]));
+        TumblingAggregateOp::new(vec![key, bucket], 1, aggregates, input, group_schema, output_schema).unwrap()
+    }
+
+    /// Three buckets of `keys` random keys each (some NULL keys and values), in batches
+    /// of 400 rows, non-decreasing in ROWTIME.
+    fn input(keys: u32, seed: u64) -> Vec<RecordBatch> {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut t = 1_709_280_000_000i64;
+        let mut batches = Vec::new();
+        for _ in 0..30 {
+            let (mut k, mut v, mut ts) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..400 {
+                t += rng.random_range(0..9);
+                k.push((rng.random_range(0..50) > 0).then(|| format!("k{}", rng.random_range(0..keys))));
+                v.push((rng.random_range(0..20) > 0).then(|| rng.random_range(-1000i64..1000)));
+                ts.push(t);
+            }
+            batches.push(
+                RecordBatch::try_new(
+                    input_schema(),
+                    vec![
+                        Arc::new(StringArray::from(k)),
+                        Arc::new(Int64Array::from(v)),
+                        Arc::new(TimestampMillisecondArray::from(ts)),
+                    ],
+                )
+                .unwrap(),
+            );
+        }
+        batches
+    }
+
+    fn config(budget: Option<usize>, dir: &std::path::Path) -> SpillConfig {
+        SpillConfig {
+            budget_bytes: budget,
+            dir: dir.to_path_buf(),
+            app: "unit".into(),
+            pump: "P".into(),
+        }
+    }
+
+    fn feed(op: &mut TumblingAggregateOp, batches: &[RecordBatch], end: bool) -> Vec<RecordBatch> {
+        let mut errors: Vec<ErrorRow> = Vec::new();
+        let mut ctx = OpContext {
+            pump: "P",
+            errors: &mut errors,
+        };
+        let mut out = Vec::new();
+        for b in batches {
+            out.extend(op.on_batch(b.clone(), &mut ctx).unwrap());
+        }
+        if end {
+            out.extend(op.on_bound(Millis::MAX, &mut ctx).unwrap());
+        }
+        assert!(errors.is_empty());
+        out
+    }
+
+    /// All output rows, sorted by ROWTIME, bucket and key (a spilled bucket comes out
+    /// in another order).
+    fn sorted(batches: &[RecordBatch]) -> RecordBatch {
+        let all = concat_batches(&batches[0].schema(), batches).unwrap();
+        let by = [6, 1, 0].map(|i| SortColumn {
+            values: Arc::clone(all.column(i)),
+            options: None,
+        });
+        take_record_batch(&all, &lexsort_to_indices(&by, None).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_tiny_budget_spills_several_times_and_emits_the_same_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let batches = input(3000, 7);
+        let mut unlimited = operator();
+        unlimited.set_memory_budget(config(None, dir.path()));
+        let expected = feed(&mut unlimited, &batches, true);
+        let peak = unlimited.spill_stats().peak_state_bytes;
+        assert_eq!(unlimited.spill_stats().spills, 0);
+
+        let budget = peak / 8;
+        let mut spilling = operator();
+        spilling.set_memory_budget(config(Some(budget), dir.path()));
+        let actual = feed(&mut spilling, &batches, true);
+        let stats = spilling.spill_stats();
+        assert!(stats.spills >= 3, "{stats:?}");
+        assert!(stats.spilled_bytes > 0);
+        // The state stays near the budget: over it by at most one batch's growth, and
+        // far below the unspilled peak.
+        assert!(stats.peak_state_bytes < peak / 2, "{stats:?}, unspilled peak {peak}");
+        assert_eq!(sorted(&actual), sorted(&expected));
+        // Three buckets, each emitted once, with ROWTIME = the bucket's end.
+        let rowtimes: std::collections::BTreeSet<i64> = actual
+            .iter()
+            .flat_map(|b| rowtime_column(b).values().to_vec())
+            .collect();
+        assert_eq!(rowtimes.len(), expected.len());
+        // Every spill store is gone once its bucket closed.
+        assert_eq!(std::fs::read_dir(dir.path()).map(|d| d.count()).unwrap_or(0), 0);
+    }
+
+    #[test]
+    fn a_checkpoint_of_spilled_state_restores_and_does_not_change_the_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let batches = input(3000, 11);
+        let mut unlimited = operator();
+        let expected = feed(&mut unlimited, &batches, true);
+        let budget = 16 << 10;
+
+        // Stop in the middle of the second bucket, with runs spilled.
+        let cut = 15;
+        let mut first = operator();
+        first.set_memory_budget(config(Some(budget), dir.path()));
+        let mut out = feed(&mut first, &batches[..cut], false);
+        assert!(first.spill.as_ref().is_some_and(|s| s.runs() > 0));
+        let snapshot = first.snapshot().unwrap().unwrap();
+
+        // The operator that took the snapshot goes on unchanged...
+        let mut same = out.clone();
+        same.extend(feed(&mut first, &batches[cut..], true));
+        assert_eq!(sorted(&same), sorted(&expected));
+
+        // ...and one restored from it finishes the same way.
+        let mut restored = operator();
+        restored.set_memory_budget(config(Some(budget), dir.path()));
+        restored.restore(&snapshot).unwrap();
+        assert!(restored.spill_stats().spills > 0, "a restore spills what does not fit");
+        out.extend(feed(&mut restored, &batches[cut..], true));
+        assert_eq!(sorted(&out), sorted(&expected));
     }
 }

@@ -154,6 +154,13 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
             "resuming from checkpoint"
         );
     }
+    // Memory budgets before restoring: a restore spills what does not fit.
+    crate::operators::pipeline::apply_memory_budget(
+        plan.pumps.iter_mut().map(|p| &mut p.pipeline),
+        options.memory_budget_bytes,
+        &crate::state::spill::spill_root(options.checkpoints.as_ref().map(|c| c.state_dir.as_path())),
+        &app.name,
+    );
     for pump in &mut plan.pumps {
         if let Some(bytes) = restored.parts.get(&format!("pump/{}", pump.name)) {
             pump.pipeline.restore(bytes)?;

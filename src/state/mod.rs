@@ -10,6 +10,7 @@
 
 pub mod coordinator;
 pub mod snapshot;
+pub mod spill;
 pub mod store;
 
 pub use coordinator::{Ack, CheckpointHandle, Coordinator};

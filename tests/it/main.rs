@@ -9,6 +9,7 @@ mod metrics_http;
 mod recovery;
 mod sliding_property;
 mod spec_coverage;
+mod spill;
 mod sql_errors;
 mod stagger_property;
 mod tumbling_property;

@@ -227,7 +227,7 @@ path = "{}"
 }
 
 /// A folder holding `sluice.toml` and `app.sql`.
-fn app_folder(root: &Path, name: &str, manifest: &str, sql: &str) -> std::path::PathBuf {
+pub(crate) fn app_folder(root: &Path, name: &str, manifest: &str, sql: &str) -> std::path::PathBuf {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("sluice.toml"), manifest).unwrap();
@@ -235,7 +235,7 @@ fn app_folder(root: &Path, name: &str, manifest: &str, sql: &str) -> std::path::
     dir
 }
 
-fn sluice_command() -> std::process::Command {
+pub(crate) fn sluice_command() -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
     c.stderr(std::process::Stdio::null()).env("SLUICE_LOG", "warn");
     c
@@ -391,7 +391,7 @@ fn million_records() -> std::sync::Arc<tempfile::NamedTempFile> {
 }
 
 /// The complete lines of a run's output (a killed run may have written half a line).
-fn complete_lines(path: &Path) -> Vec<String> {
+pub(crate) fn complete_lines(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let complete = text.rfind('\n').map(|i| &text[..=i]).unwrap_or("");
     complete.lines().map(str::to_string).collect()
@@ -407,7 +407,9 @@ fn row_id(line: &str) -> &str {
 
 /// What a consumer keeps: one row per `ROW_ID`. Panics if two rows with the same identity
 /// differ. Returns the rows and how many repeats were dropped.
-fn drop_repeats(lines: impl IntoIterator<Item = String>) -> (std::collections::BTreeMap<String, String>, usize) {
+pub(crate) fn drop_repeats(
+    lines: impl IntoIterator<Item = String>,
+) -> (std::collections::BTreeMap<String, String>, usize) {
     let mut rows = std::collections::BTreeMap::new();
     let mut repeats = 0;
     for line in lines {
@@ -427,7 +429,7 @@ fn drop_repeats(lines: impl IntoIterator<Item = String>) -> (std::collections::B
 
 /// Kill delays for a run that takes `clean` uninterrupted: about `kills` runs of random
 /// length cover it, so the chain is killed that often before a run can finish.
-fn kill_delays(clean: std::time::Duration, kills: u64) -> std::ops::Range<u64> {
+pub(crate) fn kill_delays(clean: std::time::Duration, kills: u64) -> std::ops::Range<u64> {
     let mean = clean.as_millis() as u64 / kills;
     50..(2 * mean).max(100)
 }

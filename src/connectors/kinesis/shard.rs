@@ -37,8 +37,12 @@ pub enum ShardEvent {
         last_sequence: Option<String>,
         millis_behind: Option<i64>,
     },
-    /// The shard is closed and read to its end; its children may start.
-    Closed { shard: Arc<str>, children: Vec<String> },
+    /// The shard is closed and read to its end; its children (with all their parents,
+    /// as the response's ChildShards name them) may start.
+    Closed {
+        shard: Arc<str>,
+        children: Vec<(String, Vec<String>)>,
+    },
 }
 
 /// Counters the readers share with the source's reports.
@@ -178,7 +182,7 @@ impl ShardReader {
                                 self.read_to_end(last_sequence.clone()).await
                             });
                         if ended {
-                            let children = e.child_shards().iter().map(|c| c.shard_id().to_string()).collect();
+                            let children = e.child_shards().iter().map(child).collect();
                             let _ = self
                                 .events
                                 .send(ShardEvent::Closed {
@@ -298,11 +302,7 @@ impl ShardReader {
                 Some(next) => iterator = next.to_string(),
                 None => {
                     // Closed and read to its end (a reshard).
-                    let children = response
-                        .child_shards()
-                        .iter()
-                        .map(|c| c.shard_id().to_string())
-                        .collect();
+                    let children = response.child_shards().iter().map(child).collect();
                     let _ = self
                         .events
                         .send(ShardEvent::Closed {
@@ -387,6 +387,10 @@ impl ShardReader {
     ) -> (Vec<RawRecord>, Vec<(String, Vec<u8>, String)>, Option<String>) {
         convert_records(records, &self.shard, self.config.deaggregate)
     }
+}
+
+fn child(c: &aws_sdk_kinesis::types::ChildShard) -> (String, Vec<String>) {
+    (c.shard_id().to_string(), c.parent_shards().to_vec())
 }
 
 /// Kinesis records of one GetRecords response to raw records (KPL aggregates split into

@@ -169,13 +169,22 @@ impl Source for KinesisSource {
                                 }
                             }
                             ShardEvent::Closed { shard, children } => {
-                                tracing::info!(stream = %stream, shard = %shard, children = ?children, "shard closed and read to its end");
+                                tracing::info!(stream = %stream, shard = %shard, children = ?children.iter().map(|c| &c.0).collect::<Vec<_>>(), "shard closed and read to its end");
                                 positions.shards.entry(shard.to_string()).or_default().closed = true;
                                 lag.remove(shard.as_ref());
                                 if let Some(k) = known.get_mut(shard.as_ref()) {
                                     k.running = false;
                                 }
-                                // Children (and their other parents) come from a fresh listing.
+                                // Children come from the response's ChildShards (with every
+                                // parent, so a merge waits for both) and from a fresh listing,
+                                // for servers that do not send ChildShards.
+                                for (child, parents) in children {
+                                    known.entry(child).or_insert(Known {
+                                        parents,
+                                        closed_when_listed: false,
+                                        running: false,
+                                    });
+                                }
                                 if let Ok(listed) = discovery.list().await {
                                     merge_listing(&mut known, listed);
                                 }

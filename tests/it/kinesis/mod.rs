@@ -2,6 +2,7 @@
 //! real SDK client: several shards, resharding while reading, KPL aggregates,
 //! throttling, restart from checkpointed positions, and `sluice run` end to end.
 
+mod crash;
 mod support;
 
 use std::collections::BTreeMap;
@@ -299,7 +300,7 @@ async fn kpl_aggregates_are_split_into_user_records_and_corrupt_ones_go_to_error
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn throttling_is_survived_by_the_source_and_the_sink() {
+async fn throttling_and_expired_iterators_are_survived_by_the_source_and_the_sink() {
     let endpoint = endpoint();
     let client = client().await;
     let input = unique("throttle-in");
@@ -312,6 +313,7 @@ async fn throttling_is_survived_by_the_source_and_the_sink() {
     let proxy = ThrottlingProxy::start(endpoint.clone()).await;
     proxy.throttle_get_records.store(12, Ordering::SeqCst);
     proxy.fail_put_records.store(3, Ordering::SeqCst);
+    proxy.expire_get_records.store(4, Ordering::SeqCst);
 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.jsonl");
@@ -332,6 +334,11 @@ async fn throttling_is_survived_by_the_source_and_the_sink() {
         "every throttle was served"
     );
     assert!(proxy.throttled.load(Ordering::SeqCst) >= 12);
+    assert_eq!(
+        proxy.expire_get_records.load(Ordering::SeqCst),
+        0,
+        "expired iterators were renewed"
+    );
     assert!(
         proxy.failed_records.load(Ordering::SeqCst) > 0,
         "PutRecords had failed records"

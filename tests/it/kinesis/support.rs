@@ -5,7 +5,7 @@
 use std::io::BufRead;
 use std::path::Path;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
@@ -204,6 +204,79 @@ pub async fn put(client: &Client, stream: &str, records: &[(String, Vec<u8>)]) {
     }
 }
 
+/// Writes `count` records, the i-th being `record(i)` (partition key, data), with
+/// `writers` concurrent tasks sending PutRecords of 500 each (failed records retried;
+/// a record still failing after 20 attempts fails the test). Progress goes to stderr
+/// every 100,000 records.
+pub async fn put_concurrently(
+    client: &Client,
+    stream: &str,
+    count: usize,
+    writers: usize,
+    record: impl Fn(usize) -> (String, Vec<u8>) + Send + Sync + 'static,
+) {
+    let record = std::sync::Arc::new(record);
+    let next = std::sync::Arc::new(AtomicUsize::new(0));
+    let written = std::sync::Arc::new(AtomicUsize::new(0));
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..writers {
+        let (client, stream) = (client.clone(), stream.to_string());
+        let (record, next, written) = (record.clone(), next.clone(), written.clone());
+        tasks.spawn(async move {
+            loop {
+                let from = next.fetch_add(500, Ordering::Relaxed);
+                if from >= count {
+                    return;
+                }
+                let mut pending: Vec<(String, Vec<u8>)> = (from..(from + 500).min(count)).map(|i| record(i)).collect();
+                let size = pending.len();
+                for _ in 0..20 {
+                    let entries = pending
+                        .iter()
+                        .map(|(k, d)| {
+                            PutRecordsRequestEntry::builder()
+                                .partition_key(k)
+                                .data(Blob::new(d.clone()))
+                                .build()
+                                .unwrap()
+                        })
+                        .collect();
+                    let r = client
+                        .put_records()
+                        .stream_name(&stream)
+                        .set_records(Some(entries))
+                        .send()
+                        .await
+                        .unwrap();
+                    let failed: Vec<bool> = r.records().iter().map(|e| e.error_code().is_some()).collect();
+                    let mut failed = failed.into_iter();
+                    pending.retain(|_| failed.next().unwrap_or(true));
+                    if pending.is_empty() {
+                        break;
+                    }
+                }
+                assert!(
+                    pending.is_empty(),
+                    "{} records still failed after 20 PutRecords attempts",
+                    pending.len()
+                );
+                let before = written.fetch_add(size, Ordering::Relaxed);
+                if (before + size) / 100_000 > before / 100_000 {
+                    eprintln!(
+                        "{stream}: {} of {count} records written in {:.1}s",
+                        (before + size) / 100_000 * 100_000,
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+}
+
 /// Every record of a stream, shard by shard from the trim horizon: (partition key,
 /// data), in order within each shard.
 pub async fn read_all(client: &Client, stream: &str) -> Vec<(String, Vec<u8>)> {
@@ -267,6 +340,8 @@ pub struct ThrottlingProxy {
     pub endpoint: String,
     pub throttle_get_records: std::sync::Arc<AtomicU32>,
     pub fail_put_records: std::sync::Arc<AtomicU32>,
+    /// GetRecords calls answered ExpiredIteratorException (iterators live 5 minutes).
+    pub expire_get_records: std::sync::Arc<AtomicU32>,
     pub throttled: std::sync::Arc<AtomicU64>,
     pub failed_records: std::sync::Arc<AtomicU64>,
 }
@@ -279,6 +354,7 @@ impl ThrottlingProxy {
             endpoint,
             throttle_get_records: Default::default(),
             fail_put_records: Default::default(),
+            expire_get_records: Default::default(),
             throttled: Default::default(),
             failed_records: Default::default(),
         };
@@ -289,12 +365,14 @@ impl ThrottlingProxy {
             proxy.throttled.clone(),
             proxy.failed_records.clone(),
         );
+        let ex = proxy.expire_get_records.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((conn, _)) = listener.accept().await else { return };
                 let (upstream, tg, fp, th, fr) = (upstream.clone(), tg.clone(), fp.clone(), th.clone(), fr.clone());
+                let ex = ex.clone();
                 tokio::spawn(async move {
-                    let _ = serve(conn, &upstream, &tg, &fp, &th, &fr).await;
+                    let _ = serve(conn, &upstream, &tg, &fp, &th, &fr, &ex).await;
                 });
             }
         });
@@ -387,6 +465,7 @@ async fn serve(
     fail_put: &AtomicU32,
     throttled: &AtomicU64,
     failed_records: &AtomicU64,
+    expire_get: &AtomicU32,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     while let Some(req) = read_message(&mut conn, &mut buf).await? {
@@ -401,6 +480,11 @@ async fn serve(
         if target.ends_with(".GetRecords") && take(throttle_get) {
             throttled.fetch_add(1, Ordering::Relaxed);
             let body = br#"{"__type":"ProvisionedThroughputExceededException","message":"Rate exceeded for shard"}"#;
+            respond(&mut conn, "400 Bad Request", body).await?;
+            continue;
+        }
+        if target.ends_with(".GetRecords") && take(expire_get) {
+            let body = br#"{"__type":"ExpiredIteratorException","message":"Iterator expired"}"#;
             respond(&mut conn, "400 Bad Request", body).await?;
             continue;
         }
