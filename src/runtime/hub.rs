@@ -4,7 +4,8 @@
 //! pumps that read the stream and the sinks that deliver it).
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
+use datafusion::arrow::array::UInt32Array;
+use datafusion::arrow::compute::{concat_batches, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use tokio::sync::mpsc;
 
@@ -190,8 +191,12 @@ impl Hub {
         if !self.pending.is_empty() {
             let all = concat_batches(&self.schema, &self.pending)?;
             self.pending.clear();
-            let order = sort_to_indices(all.column(all.num_columns() - 1), None, None)?;
-            let sorted = take_record_batch(&all, &order)?;
+            // Stable: rows of one writer with the same ROWTIME keep their order (arrow's
+            // sort_to_indices does not promise that, and per-key order depends on it).
+            let rowtimes = rowtime_column(&all);
+            let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
+            order.sort_by_key(|&i| rowtimes.value(i as usize));
+            let sorted = take_record_batch(&all, &UInt32Array::from(order))?;
             let rt = rowtime_column(&sorted);
             let cut = rt.values().partition_point(|&t| t <= safe);
             if cut > 0 {
@@ -234,5 +239,61 @@ pub async fn run_error_hub(
     }
     for r in &readers {
         let _ = r.send(Message::End).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{AsArray, Int64Array, TimestampMillisecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn merging_writers_keeps_each_writers_order_among_equal_rowtimes() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("V", DataType::Int64, true),
+            Field::new("ROWTIME", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        ]));
+        let batch = |values: Vec<i64>, t: i64| {
+            let n = values.len();
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(values)),
+                    Arc::new(TimestampMillisecondArray::from(vec![t; n])),
+                ],
+            )
+            .unwrap()
+        };
+        let (out_tx, mut out_rx) = mpsc::channel(64);
+        let hub = Hub::new("S".into(), schema.clone(), 2, vec![out_tx]);
+        let (tx, rx) = mpsc::channel(64);
+        let task = tokio::spawn(hub.run(rx, None));
+        // Many rows of writer 0 at one ROWTIME, then writer 1 at the same ROWTIME.
+        tx.send((0, Message::Data(batch((0..5000).collect(), 7))))
+            .await
+            .unwrap();
+        tx.send((1, Message::Data(batch(vec![-1, -2], 7)))).await.unwrap();
+        tx.send((0, Message::Data(batch((5000..6000).collect(), 9))))
+            .await
+            .unwrap();
+        tx.send((0, Message::End)).await.unwrap();
+        tx.send((1, Message::End)).await.unwrap();
+        task.await.unwrap().unwrap();
+        let mut seen = Vec::new();
+        while let Ok(m) = out_rx.try_recv() {
+            if let Message::Data(b) = m {
+                seen.extend(b.column(0).as_primitive::<Int64Type>().values().iter().copied());
+            }
+        }
+        let writer0: Vec<i64> = seen.iter().copied().filter(|v| *v >= 0).collect();
+        assert_eq!(
+            writer0,
+            (0..6000).collect::<Vec<_>>(),
+            "writer 0's rows in the order written"
+        );
+        let writer1: Vec<i64> = seen.iter().copied().filter(|v| *v < 0).collect();
+        assert_eq!(writer1, [-1, -2]);
     }
 }

@@ -144,7 +144,7 @@ async fn several_shards_and_two_input_streams_deliver_every_record_once_in_key_o
         "{PASS_THROUGH}\nCREATE OR REPLACE PUMP \"P2\" AS INSERT INTO \"OUT\" SELECT STREAM K, N, PK, SHARD FROM \"SOURCE_SQL_STREAM_002\";"
     );
     let app = app(&sql, source(&stream, &endpoint), 2, &[("OUT", &out)]);
-    run_until(&app, options(), &out, input.len(), Duration::from_secs(60)).await;
+    run_until(&app, options(), &out, input.len(), Duration::from_secs(240)).await;
 
     let rows = lines(&out);
     assert_eq!(rows.len(), input.len());
@@ -214,7 +214,7 @@ async fn split_and_merge_while_reading_lose_nothing_and_keep_key_order() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let total = keys * rounds * per_round;
-    let got = wait_lines(&out, total, Duration::from_secs(60)).await;
+    let got = wait_lines(&out, total, Duration::from_secs(240)).await;
     // A little longer: a duplicate would arrive after the last expected row.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = stop.send(true);
@@ -271,7 +271,7 @@ async fn kpl_aggregates_are_split_into_user_records_and_corrupt_ones_go_to_error
         1,
         &[("OUT", &out), ("error_stream", &errors)],
     );
-    run_until(&app, options(), &out, 6, Duration::from_secs(30)).await;
+    run_until(&app, options(), &out, 6, Duration::from_secs(240)).await;
 
     let rows = lines(&out);
     let got: Vec<(String, i64, String)> = rows
@@ -326,7 +326,7 @@ async fn throttling_and_expired_iterators_are_survived_by_the_source_and_the_sin
         format: OutputFormat::Json,
         destination: DestinationSpec::Kinesis(sink),
     });
-    run_until(&app, options(), &out, written.len(), Duration::from_secs(60)).await;
+    run_until(&app, options(), &out, written.len(), Duration::from_secs(240)).await;
 
     assert_eq!(
         proxy.throttle_get_records.load(Ordering::SeqCst),
@@ -386,7 +386,7 @@ async fn a_crashed_run_restarts_from_its_checkpointed_shard_positions() {
         let (app, options) = (app.clone(), options.clone());
         tokio::spawn(async move { sluice::runtime::run_app_until(&app, options, stop_rx).await })
     };
-    let got = wait_lines(&out, 600, Duration::from_secs(60)).await;
+    let got = wait_lines(&out, 600, Duration::from_secs(240)).await;
     assert_eq!(got.len(), 600);
     tokio::time::sleep(Duration::from_millis(600)).await;
     first.abort();
@@ -394,7 +394,7 @@ async fn a_crashed_run_restarts_from_its_checkpointed_shard_positions() {
 
     // More records while it is down; the restart reads only what is new.
     put(&client, &stream, &records(12, 50, 30)).await;
-    run_until(&app, options, &out, 12 * 80, Duration::from_secs(60)).await;
+    run_until(&app, options, &out, 12 * 80, Duration::from_secs(240)).await;
     let expected: BTreeMap<String, i64> = (0..12).map(|k| (format!("k{k}"), 80)).collect();
     assert_exactly_once_in_key_order(&lines(&out), &expected);
 }
@@ -420,7 +420,7 @@ async fn enhanced_fan_out_reads_every_record_once_in_key_order_across_a_split() 
         let app = app.clone();
         tokio::spawn(async move { sluice::runtime::run_app_until(&app, options(), stop_rx).await })
     };
-    let first = wait_lines(&out, 8 * 15, Duration::from_secs(60)).await;
+    let first = wait_lines(&out, 8 * 15, Duration::from_secs(240)).await;
     assert_eq!(first.len(), 8 * 15, "the first records arrived by subscription");
 
     let shards = client.list_shards().stream_name(&stream).send().await.unwrap();
@@ -439,7 +439,7 @@ async fn enhanced_fan_out_reads_every_record_once_in_key_order_across_a_split() 
     wait_active(&client, &stream).await;
     put(&client, &stream, &records(8, 15, 15)).await;
 
-    let got = wait_lines(&out, 8 * 30, Duration::from_secs(90)).await;
+    let got = wait_lines(&out, 8 * 30, Duration::from_secs(240)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = stop.send(true);
     run.await.unwrap().unwrap();
@@ -576,7 +576,7 @@ async fn latest_and_at_timestamp_start_where_asked() {
     let mut config = source(&stream, &endpoint);
     config.start = sluice::connectors::kinesis::StartPosition::AtTimestamp(between);
     let at = app(PASS_THROUGH, config, 1, &[("OUT", &out)]);
-    run_until(&at, options(), &out, 20, Duration::from_secs(30)).await;
+    run_until(&at, options(), &out, 20, Duration::from_secs(240)).await;
     let rows = lines(&out);
     assert_eq!(rows.len(), 20, "only the second batch");
     assert!(rows.iter().all(|r| r["N"].as_i64().unwrap() >= 5), "{rows:?}");
@@ -590,7 +590,7 @@ async fn latest_and_at_timestamp_start_where_asked() {
     // Once its readers hold their LATEST iterators, new records are read.
     tokio::time::sleep(Duration::from_secs(2)).await;
     put(&client, &stream, &records(4, 10, 3)).await;
-    let got = wait_lines(&out, 12, Duration::from_secs(30)).await;
+    let got = wait_lines(&out, 12, Duration::from_secs(240)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = stop.send(true);
     run.await.unwrap().unwrap();

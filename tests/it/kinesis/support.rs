@@ -18,44 +18,49 @@ use tokio::net::{TcpListener, TcpStream};
 /// The Kinesis-compatible server's endpoint: `SLUICE_KINESIS_ENDPOINT` (set by
 /// scripts/test.sh), else a kinesalite started here from the package the script
 /// installed.
-// The servers started here watch this process and exit when it does; nothing waits on them.
-#[allow(clippy::zombie_processes)]
 pub fn endpoint() -> String {
     static ENDPOINT: OnceLock<String> = OnceLock::new();
     ENDPOINT
-        .get_or_init(|| {
-            if let Ok(e) = std::env::var("SLUICE_KINESIS_ENDPOINT") {
-                return e;
-            }
-            let servers = std::env::var("SLUICE_TEST_SERVERS").unwrap_or_else(|_| {
-                format!(
-                    "{}/.cache/sluice-test-servers",
-                    std::env::var("HOME").unwrap_or_default()
-                )
-            });
-            let modules = Path::new(&servers).join("node_modules");
-            assert!(
-                modules.join("kinesalite").exists(),
-                "kinesalite is not installed in {}: run scripts/test.sh, which installs and starts the test servers",
-                modules.display()
-            );
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/kinesalite.js");
-            let mut child = std::process::Command::new("node")
-                .arg(script)
-                .arg(&modules)
-                .arg("0")
-                .arg(std::process::id().to_string())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .expect("starting kinesalite with node");
-            let mut line = String::new();
-            std::io::BufReader::new(child.stdout.take().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            let port: u16 = line.trim().parse().expect("kinesalite printed its port");
-            format!("http://127.0.0.1:{port}")
-        })
+        .get_or_init(|| std::env::var("SLUICE_KINESIS_ENDPOINT").unwrap_or_else(|_| start_kinesalite()))
         .clone()
+}
+
+/// A kinesalite of its own, for a test that saturates a server (kinesalite is one
+/// single-threaded process) and must not slow the other tests down.
+pub fn private_endpoint() -> String {
+    start_kinesalite()
+}
+
+// The servers started here watch this process and exit when it does; nothing waits on them.
+#[allow(clippy::zombie_processes)]
+fn start_kinesalite() -> String {
+    let servers = std::env::var("SLUICE_TEST_SERVERS").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/sluice-test-servers",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let modules = Path::new(&servers).join("node_modules");
+    assert!(
+        modules.join("kinesalite").exists(),
+        "kinesalite is not installed in {}: run scripts/test.sh, which installs and starts the test servers",
+        modules.display()
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/kinesalite.js");
+    let mut child = std::process::Command::new("node")
+        .arg(script)
+        .arg(&modules)
+        .arg("0")
+        .arg(std::process::id().to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting kinesalite with node");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().parse().expect("kinesalite printed its port");
+    format!("http://127.0.0.1:{port}")
 }
 
 /// kinesis-local (kinesis-mock): slower than kinesalite, but it has enhanced fan-out
