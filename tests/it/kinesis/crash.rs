@@ -191,7 +191,7 @@ async fn exactly_once_kinesis_counts_every_record_once_across_twenty_sigkills() 
     let test_started = Instant::now();
     // Its own server: loading a million records saturates one for about 100 s.
     let endpoint = private_endpoint();
-    let client = client().await;
+    let client = client_for(&endpoint).await;
     let stream = unique("crash");
     create_stream(&client, &stream, 4).await;
     let started = Instant::now();
