@@ -175,38 +175,9 @@ pub async fn create_stream(client: &Client, stream: &str, shards: i32) {
 
 /// Puts records (partition key, data) in order, retrying any that fail.
 pub async fn put(client: &Client, stream: &str, records: &[(String, Vec<u8>)]) {
-    for chunk in records.chunks(500) {
-        let mut pending: Vec<&(String, Vec<u8>)> = chunk.iter().collect();
-        for _ in 0..20 {
-            let entries = pending
-                .iter()
-                .map(|(k, d)| {
-                    PutRecordsRequestEntry::builder()
-                        .partition_key(k)
-                        .data(Blob::new(d.clone()))
-                        .build()
-                        .unwrap()
-                })
-                .collect();
-            let r = client
-                .put_records()
-                .stream_name(stream)
-                .set_records(Some(entries))
-                .send()
-                .await
-                .unwrap();
-            let failed: Vec<_> = pending
-                .iter()
-                .zip(r.records())
-                .filter(|(_, e)| e.error_code().is_some())
-                .map(|(p, _)| *p)
-                .collect();
-            if failed.is_empty() {
-                break;
-            }
-            pending = failed;
-        }
-    }
+    let records = std::sync::Arc::new(records.to_vec());
+    let count = records.len();
+    put_concurrently(client, stream, count, 1, move |i| records[i].clone()).await;
 }
 
 /// Writes `count` records, the i-th being `record(i)` (partition key, data), with
