@@ -60,6 +60,8 @@ fn pipeline(sql: &str) -> Pipeline {
             name_prefix: "SOURCE_SQL_STREAM".into(),
             stream_name: None,
             parallelism: 1,
+            event_time: None,
+            preprocessor: None,
             schema: schema(),
             source: SourceSpec::Stdin,
         }],

@@ -56,6 +56,30 @@ pub struct InputSpec {
     pub parallelism: u32,
     pub schema: RecordSchema,
     pub source: SourceSpec,
+    /// When set, ROWTIME comes from the data (a column, or the arrival time) and a
+    /// watermark orders the rows instead of the ingest clock.
+    pub event_time: Option<EventTimeSpec>,
+    /// KDA's input preprocessor: an HTTP transform called on batches of raw records
+    /// before schema mapping (`crate::connectors::http::preprocess`).
+    pub preprocessor: Option<crate::connectors::http::PreprocessorSpec>,
+}
+
+/// Event time of an input: which column is ROWTIME, how late a row may be, and where
+/// rows later than that go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventTimeSpec {
+    /// An input column (TIMESTAMP, or BIGINT epoch milliseconds), or
+    /// `APPROXIMATE_ARRIVAL_TIME`.
+    pub column: String,
+    /// The bounded out-of-orderness: the watermark trails the newest event time seen
+    /// (per shard, for Kinesis) by this much.
+    pub max_delay_ms: i64,
+    /// After this long without records, the watermark follows the wall clock, so
+    /// windows still close when the input goes quiet. None: it waits for data.
+    pub idle_timeout_ms: Option<u64>,
+    /// The in-application stream late rows go to (same columns as the input; ROWTIME
+    /// is the watermark that found them late). None: late rows go to `error_stream`.
+    pub late_stream: Option<String>,
 }
 
 impl InputSpec {
@@ -101,8 +125,33 @@ pub enum SourceSpec {
 pub struct ReferenceSpec {
     pub table: String,
     pub schema: RecordSchema,
-    pub path: PathBuf,
+    pub location: ReferenceLocation,
     pub skip_header_lines: usize,
+    /// Reload the table this often while the application runs (None: only on demand,
+    /// `POST /references/{TABLE}/refresh`).
+    pub refresh_interval: Option<std::time::Duration>,
+}
+
+/// Where a reference table's rows are read from (at start and on every refresh).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReferenceLocation {
+    /// A local file.
+    File(PathBuf),
+    /// An S3 object (KDA's S3ReferenceDataSource): `key` in `connection.bucket`.
+    S3 {
+        connection: crate::connectors::s3::S3Connection,
+        key: String,
+    },
+}
+
+impl std::fmt::Display for ReferenceLocation {
+    /// The file's path, or `s3://bucket/key`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReferenceLocation::File(path) => write!(f, "{}", path.display()),
+            ReferenceLocation::S3 { connection, key } => write!(f, "s3://{}/{key}", connection.bucket),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +170,10 @@ pub enum DestinationSpec {
     Collect,
     /// A Kinesis data stream, by PutRecords.
     Kinesis(crate::connectors::kinesis::KinesisSinkConfig),
+    /// Objects in an S3 bucket, as Firehose delivered them (buffering, prefixes, formats).
+    S3(crate::connectors::s3::S3SinkConfig),
+    /// An HTTP endpoint with the contract of a KDA Lambda output (a callback).
+    Http(crate::connectors::http::HttpSinkConfig),
     Unsupported {
         kind: String,
         detail: String,

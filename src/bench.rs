@@ -1,6 +1,9 @@
 //! `sluice bench`: measurements that run too long for criterion (`benches/engine.rs`
 //! holds the short ones).
 //!
+//! `s3-delivery` (in `connectors::s3::bench`) writes ride events to S3 objects in each
+//! format and compression and reports rows/s and MB/s.
+//!
 //! `checkpoint-overhead` runs one application for N seconds without checkpoints, then
 //! for N seconds with a checkpoint every interval, and compares the two throughputs (the
 //! durable-state issue asks for "within 10%"). The application is the built-in ride
@@ -41,6 +44,47 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         repeat: u32,
     },
+    /// Delivery throughput of an HTTP callback output (batches/s, rows/s) against an
+    /// in-process receiver that answers every record Ok after --latency-ms, for each
+    /// latency and each --concurrency.
+    Callback {
+        /// Rows delivered per case.
+        #[arg(long, default_value_t = 100_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 500)]
+        batch_size: usize,
+        /// Receiver latencies to measure, in milliseconds.
+        #[arg(long, value_delimiter = ',', default_value = "0,20")]
+        latency_ms: Vec<u64>,
+        /// Requests in flight (max_concurrency) to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,4")]
+        concurrency: Vec<usize>,
+    },
+    /// Delivery throughput of an S3 output (rows/s, MB/s of objects): ride events
+    /// buffered, encoded, compressed and PUT as objects of --buffer-size-mb, for each
+    /// case, against --endpoint (an S3-compatible server) or AWS (the standard chain).
+    S3Delivery {
+        /// An S3-compatible server (path-style); AWS when not given.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Created if missing; objects go under bench/CASE/.
+        #[arg(long, default_value = "sluice-bench")]
+        bucket: String,
+        #[arg(long)]
+        region: Option<String>,
+        /// Rows written per case.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 5)]
+        buffer_size_mb: u64,
+        /// FORMAT or FORMAT+COMPRESSION.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "JSON,JSON+GZIP,CSV,PARQUET+SNAPPY,PARQUET+ZSTD"
+        )]
+        cases: Vec<String>,
+    },
 }
 
 pub async fn main_with(command: BenchCommand) -> anyhow::Result<i32> {
@@ -50,7 +94,77 @@ pub async fn main_with(command: BenchCommand) -> anyhow::Result<i32> {
             interval_ms,
             repeat,
         } => checkpoint_overhead(seconds.max(2), interval_ms, repeat.max(1)).await,
+        BenchCommand::Callback {
+            rows,
+            batch_size,
+            latency_ms,
+            concurrency,
+        } => {
+            eprintln!("callback: {rows} rows per case, batches of {batch_size}");
+            let figures = crate::connectors::http::bench::run(rows, batch_size, &latency_ms, &concurrency).await?;
+            println!("latency_ms concurrency batches/s rows/s");
+            for f in figures {
+                println!(
+                    "{} {} {:.0} {:.0}",
+                    f.latency_ms,
+                    f.concurrency,
+                    f.batches_per_second(),
+                    f.rows_per_second()
+                );
+            }
+            Ok(0)
+        }
+        BenchCommand::S3Delivery {
+            endpoint,
+            bucket,
+            region,
+            rows,
+            buffer_size_mb,
+            cases,
+        } => s3_delivery(endpoint, bucket, region, rows, buffer_size_mb, &cases).await,
     }
+}
+
+async fn s3_delivery(
+    endpoint: Option<String>,
+    bucket: String,
+    region: Option<String>,
+    rows: u64,
+    buffer_size_mb: u64,
+    cases: &[String],
+) -> anyhow::Result<i32> {
+    use crate::connectors::s3::bench;
+    let mut connection = crate::connectors::s3::S3Connection::for_bucket(&bucket).map_err(anyhow::Error::msg)?;
+    // A local server accepts any key; the environment's are used when set.
+    if endpoint.is_some() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        connection.access_key_id = Some("bench".into());
+        connection.secret_access_key = Some("bench".into());
+    }
+    // A local server has no region to find (the chain would ask the instance metadata).
+    connection.region = region.or_else(|| endpoint.as_ref().map(|_| "us-east-1".to_string()));
+    connection.endpoint = endpoint;
+    bench::ensure_bucket(&connection).await?;
+    let options = bench::Options {
+        connection,
+        rows,
+        buffer_size_mb: buffer_size_mb.clamp(1, 128),
+    };
+    eprintln!("s3-delivery: {rows} rows per case, objects of up to {buffer_size_mb} MB, bucket {bucket}");
+    println!("case rows objects MB seconds rows/s MB/s");
+    for case in cases {
+        let f = bench::measure(&options, case).await?;
+        println!(
+            "{} {} {} {:.1} {:.2} {:.0} {:.1}",
+            f.case,
+            f.rows,
+            f.objects,
+            f.bytes as f64 / (1 << 20) as f64,
+            f.seconds,
+            f.rows_per_second(),
+            f.megabytes_per_second()
+        );
+    }
+    Ok(0)
 }
 
 /// Event time advances by one second per this many generated events: a one-minute
@@ -86,6 +200,8 @@ fn application(out: &Path) -> AppSpec {
             name_prefix: "SOURCE_SQL_STREAM".into(),
             stream_name: None,
             parallelism: 1,
+            event_time: None,
+            preprocessor: None,
             schema: RecordSchema {
                 columns,
                 format: RecordFormat::Json { row_path: "$".into() },

@@ -62,7 +62,8 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         http: Option<SocketAddr>,
         /// Memory for window state (bytes, or with a unit: 512MB, 2GB), split across
-        /// the tumbling GROUP BYs; state past it spills to disk and the run goes on.
+        /// the window operators (tumbling, sliding, stagger); state past it spills to
+        /// disk and the run goes on.
         #[arg(long, value_name = "SIZE", default_value = "1GB", value_parser = crate::state::spill::parse_size)]
         memory_budget: usize,
     },

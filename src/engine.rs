@@ -30,8 +30,8 @@ pub struct RunOptions {
     /// When outputs publish their rows (exactly-once needs `checkpoints`).
     pub delivery: Delivery,
     /// Memory for operator state, split evenly across the stateful operators that can
-    /// spill (tumbling GROUP BY); past its share, an operator spills to disk and keeps
-    /// going. None: unlimited.
+    /// spill (tumbling GROUP BY, sliding and stagger windows); past its share, an
+    /// operator spills to disk and keeps going. None: unlimited.
     pub memory_budget_bytes: Option<usize>,
 }
 

@@ -24,8 +24,8 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::app::{
-    AppSpec, DestinationSpec, InputSpec, OutputFormat, OutputSpec, RecordColumn, RecordFormat, RecordSchema,
-    ReferenceSpec, SourceSpec,
+    AppSpec, DestinationSpec, EventTimeSpec, InputSpec, OutputFormat, OutputSpec, RecordColumn, RecordFormat,
+    RecordSchema, ReferenceSpec, SourceSpec,
 };
 use crate::connectors::kinesis::{KinesisConnection, KinesisSinkConfig, KinesisSourceConfig, StartPosition};
 use crate::error::{Result, SluiceError};
@@ -42,8 +42,7 @@ pub const KDA_MAX_OUTPUTS: usize = 3;
 /// KDA's limit on InputParallelism.
 pub const KDA_MAX_PARALLELISM: u32 = 64;
 
-/// A reference table whose data lives in S3 is kept with this path prefix
-/// (`s3://bucket/key`) so [`validate`] can report it; see [`s3_location`].
+/// A reference `path` with this prefix (`s3://bucket/key`) names an S3 object.
 pub const S3_PREFIX: &str = "s3://";
 
 fn config(msg: impl Into<String>) -> SluiceError {
@@ -99,6 +98,25 @@ struct ManifestInput {
     schema: Option<ManifestSchema>,
     #[serde(default)]
     source: Option<ManifestSource>,
+    /// ROWTIME from the data, ordered by a watermark.
+    #[serde(default)]
+    event_time: Option<ManifestEventTime>,
+    /// KDA's Lambda preprocessor as an HTTP endpoint: `{ url, headers, timeout_ms, batch_size }`.
+    #[serde(default)]
+    preprocessor: Option<crate::connectors::http::config::ManifestPreprocessor>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestEventTime {
+    /// An input column (TIMESTAMP, or BIGINT epoch milliseconds), or APPROXIMATE_ARRIVAL_TIME.
+    column: String,
+    #[serde(default)]
+    max_delay_ms: Option<i64>,
+    #[serde(default)]
+    idle_timeout_ms: Option<u64>,
+    #[serde(default)]
+    late_stream: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,16 +253,31 @@ struct ManifestReference {
     skip_header_lines: Option<usize>,
     #[serde(default)]
     schema: Option<ManifestSchema>,
+    /// Reload the table this often while running (give one of the two).
+    #[serde(default)]
+    refresh_interval_secs: Option<u64>,
+    #[serde(default)]
+    refresh_interval_ms: Option<u64>,
 }
 
+/// KDA's S3ReferenceDataSource, plus how to reach the bucket (as for Kinesis).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ManifestS3 {
+    /// `arn:aws:s3:::BUCKET` or the bucket's name.
     bucket_arn: String,
     file_key: String,
     #[serde(default)]
     #[allow(dead_code)]
     role_arn: Option<String>,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    access_key_id: Option<String>,
+    #[serde(default)]
+    secret_access_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -291,6 +324,97 @@ struct ManifestDestination {
     /// Where records that cannot be delivered are parked (JSON lines with the reason).
     #[serde(default)]
     parked_path: Option<String>,
+    /// http (and lambda with a url): the endpoint. `${ENV}` is substituted in it and in
+    /// the header values when the application starts.
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    headers: Option<std::collections::BTreeMap<String, String>>,
+    /// http: "kda" (the Lambda output event, default) or "plain" (`{"rows": [...]}`).
+    #[serde(default)]
+    payload: Option<String>,
+    #[serde(default)]
+    batch_size: Option<usize>,
+    #[serde(default)]
+    max_batching_window_ms: Option<u64>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    max_concurrency: Option<usize>,
+    #[serde(default)]
+    backoff_base_ms: Option<u64>,
+    #[serde(default)]
+    backoff_cap_ms: Option<u64>,
+    #[serde(default)]
+    bisect_on_error: Option<bool>,
+    /// http: where records go after the retry budget (`{ kind = "file", path = ... }`).
+    #[serde(default)]
+    on_failure: Option<crate::connectors::http::config::ManifestOnFailure>,
+    #[serde(default)]
+    application_arn: Option<String>,
+    /// s3 (and firehose with a bucket): Firehose's S3 destination settings, see
+    /// `connectors::s3::config::S3DestinationFields`.
+    #[serde(default)]
+    bucket: Option<String>,
+    #[serde(default)]
+    bucket_arn: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    error_prefix: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    compression: Option<String>,
+    #[serde(default)]
+    buffer_size_mb: Option<u64>,
+    #[serde(default)]
+    buffer_interval_secs: Option<u64>,
+    #[serde(default)]
+    buffer_interval_ms: Option<u64>,
+    #[serde(default)]
+    partition_by: Option<Vec<String>>,
+}
+
+impl ManifestDestination {
+    fn s3_fields(&self) -> crate::connectors::s3::config::S3DestinationFields<'_> {
+        crate::connectors::s3::config::S3DestinationFields {
+            bucket: self.bucket.as_deref(),
+            bucket_arn: self.bucket_arn.as_deref(),
+            prefix: self.prefix.as_deref(),
+            error_prefix: self.error_prefix.as_deref(),
+            format: self.format.as_deref(),
+            compression: self.compression.as_deref(),
+            buffer_size_mb: self.buffer_size_mb,
+            buffer_interval_secs: self.buffer_interval_secs,
+            buffer_interval_ms: self.buffer_interval_ms,
+            partition_by: self.partition_by.as_deref(),
+            endpoint: self.endpoint.as_deref(),
+            region: self.region.as_deref(),
+            access_key_id: self.access_key_id.as_deref(),
+            secret_access_key: self.secret_access_key.as_deref(),
+            max_attempts: self.max_attempts,
+            parked_path: self.parked_path.as_deref(),
+        }
+    }
+
+    fn http_fields(&self) -> crate::connectors::http::config::HttpDestinationFields<'_> {
+        crate::connectors::http::config::HttpDestinationFields {
+            url: self.url.as_deref(),
+            headers: self.headers.as_ref(),
+            payload: self.payload.as_deref(),
+            batch_size: self.batch_size,
+            max_batching_window_ms: self.max_batching_window_ms,
+            max_attempts: self.max_attempts,
+            timeout_ms: self.timeout_ms,
+            max_concurrency: self.max_concurrency,
+            backoff_base_ms: self.backoff_base_ms,
+            backoff_cap_ms: self.backoff_cap_ms,
+            bisect_on_error: self.bisect_on_error,
+            on_failure: self.on_failure.as_ref(),
+            application_arn: self.application_arn.as_deref(),
+        }
+    }
 }
 
 // =======================================================================================
@@ -326,21 +450,46 @@ struct ManifestDestination {
 /// path = "input.jsonl"                 # file, recorded
 /// # rate = 10, seed = 42, limit = 1000 # generator
 /// # name = "rides", arn = "arn:..."    # kinesis, firehose: not supported in this build
+/// # [inputs.event_time]                # ROWTIME from the data instead of the ingest clock
+/// # column = "EVENT_TIME"              # TIMESTAMP or BIGINT epoch ms, or APPROXIMATE_ARRIVAL_TIME
+/// # max_delay_ms = 5000                # watermark = newest event time (per shard) - this
+/// # idle_timeout_ms = 30000            # then the watermark follows the clock (default: waits)
+/// # late_stream = "LATE_ROWS"          # later rows go here (default: error_stream)
 ///
 /// [[references]]
 /// table_name = "COMPANIES"
 /// path = "companies.csv"               # or s3 = { bucket_arn = "...", file_key = "..." }
+/// # s3 = { bucket_arn = "arn:aws:s3:::b", file_key = "k.csv", endpoint = "http://...",
+/// #        region = "...", access_key_id = "...", secret_access_key = "..." }
 /// skip_header_lines = 1                # default 0
+/// # refresh_interval_secs = 300        # or refresh_interval_ms: reload while running
 /// [references.schema]                  # as for inputs
 ///
 /// [[outputs]]
 /// stream = "DESTINATION_SQL_STREAM"    # in-application stream, exact name
 /// format = "JSON"                      # or "CSV", default JSON
 /// [outputs.destination]
-/// kind = "stdout"                      # stdout (default) | file | kinesis | firehose | lambda
+/// kind = "stdout"                      # stdout (default) | file | kinesis | s3 | http | firehose | lambda
 /// # path = "out.jsonl"                 # file
+/// # bucket = "b" or bucket_arn = "arn:aws:s3:::b"   # s3 (firehose too: then its S3 destination)
+/// # prefix = "!{timestamp:yyyy/MM/dd/HH}/"          # s3: Firehose expressions (this is the default)
+/// # error_prefix = "error/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/"
+/// # format = "PARQUET", compression = "SNAPPY"      # s3: JSON|CSV (GZIP) or PARQUET (SNAPPY|ZSTD); UNCOMPRESSED
+/// # buffer_size_mb = 5, buffer_interval_secs = 300  # s3: 1..128 MB, 60..900 s (or buffer_interval_ms)
+/// # partition_by = ["CITY"]            # s3: Hive folders CITY=value/ after the prefix
+/// # endpoint, region, access_key_id, secret_access_key, max_attempts = 4, parked_path   # s3
 /// # name = "...", arn = "arn:..."      # kinesis, firehose, lambda: not supported in this build
+/// # url = "https://..."                # http (or lambda with a url): a callback with the Lambda contract
+/// # headers = { Authorization = "Bearer ${TOKEN}" }   # ${ENV} substituted at start
+/// # payload = "kda"                    # kda (Lambda output event) | plain ({"rows": [...]})
+/// # batch_size = 500, max_batching_window_ms = 0, timeout_ms = 10000, max_attempts = 5
+/// # max_concurrency = 1                # > 1: batches in parallel, no order between them
+/// # backoff_base_ms = 100, backoff_cap_ms = 10000, bisect_on_error = true
+/// # on_failure = { kind = "file", path = "failed.jsonl" }   # | kinesis (name, ...) | s3 (bucket, prefix, ...)
 /// ```
+///
+/// An input may have `preprocessor = { url = "...", headers = { ... }, timeout_ms = 10000,
+/// batch_size = 500, max_attempts = 5 }`: KDA's Lambda preprocessor as an HTTP endpoint.
 pub fn load_manifest(path: &Path) -> Result<AppSpec> {
     let text = read(path)?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -432,8 +581,20 @@ fn from_manifest(m: Manifest, base_dir: &Path, default_name: &str) -> Result<App
             name_prefix: prefix,
             stream_name: None,
             parallelism: input.parallelism.unwrap_or(1),
+            event_time: input.event_time.map(|e| EventTimeSpec {
+                column: e.column,
+                max_delay_ms: e.max_delay_ms.unwrap_or(0),
+                idle_timeout_ms: e.idle_timeout_ms,
+                late_stream: e.late_stream,
+            }),
             schema: manifest_schema(&schema).map_err(|e| config(format!("{what}.schema: {e}")))?,
             source: manifest_source(&source, base_dir).map_err(|e| config(format!("{what}.source: {e}")))?,
+            preprocessor: input
+                .preprocessor
+                .as_ref()
+                .map(|p| p.to_spec())
+                .transpose()
+                .map_err(|e| config(format!("{what}.preprocessor: {e}")))?,
         });
     }
     let mut references = Vec::new();
@@ -446,10 +607,11 @@ fn from_manifest(m: Manifest, base_dir: &Path, default_name: &str) -> Result<App
         references.push(ReferenceSpec {
             table: r.table_name.clone(),
             schema: manifest_schema(schema).map_err(|e| config(format!("{what}.schema: {e}")))?,
-            path: reference_path(&r, base_dir)
+            location: reference_location(&r, base_dir)
                 .map_err(|e| config(format!("{what}: {e}")))?
                 .ok_or_else(|| config(format!("{what}: give `path` (a local file) or `s3`")))?,
             skip_header_lines: r.skip_header_lines.unwrap_or(0),
+            refresh_interval: refresh_interval(&r).map_err(|e| config(format!("{what}: {e}")))?,
         });
     }
     let mut outputs = Vec::new();
@@ -511,18 +673,25 @@ fn apply_overrides(
         if let Some(source) = &o.source {
             target.source = manifest_source(source, base_dir).map_err(|e| config(format!("{what}.source: {e}")))?;
         }
+        if let Some(p) = &o.preprocessor {
+            target.preprocessor = Some(p.to_spec().map_err(|e| config(format!("{what}.preprocessor: {e}")))?);
+        }
     }
     for (i, r) in references.into_iter().enumerate() {
         let what = format!("references[{i}] ({})", r.table_name);
-        let path = reference_path(&r, base_dir).map_err(|e| config(format!("{what}: {e}")))?;
+        let location = reference_location(&r, base_dir).map_err(|e| config(format!("{what}: {e}")))?;
+        let interval = refresh_interval(&r).map_err(|e| config(format!("{what}: {e}")))?;
         let schema = match &r.schema {
             Some(s) => Some(manifest_schema(s).map_err(|e| config(format!("{what}.schema: {e}")))?),
             None => None,
         };
         match app.references.iter_mut().find(|x| x.table == r.table_name) {
             Some(target) => {
-                if let Some(path) = path {
-                    target.path = path;
+                if let Some(location) = location {
+                    target.location = location;
+                }
+                if interval.is_some() {
+                    target.refresh_interval = interval;
                 }
                 if let Some(schema) = schema {
                     target.schema = schema;
@@ -538,12 +707,13 @@ fn apply_overrides(
                         "{what}: not in the exported application, so it needs [references.schema]"
                     ))
                 })?,
-                path: path.ok_or_else(|| {
+                location: location.ok_or_else(|| {
                     config(format!(
                         "{what}: not in the exported application, so it needs `path` or `s3`"
                     ))
                 })?,
                 skip_header_lines: r.skip_header_lines.unwrap_or(0),
+                refresh_interval: interval,
             }),
         }
     }
@@ -778,7 +948,7 @@ fn manifest_source(s: &ManifestSource, base_dir: &Path) -> std::result::Result<S
                 (Some(name), None) => format!("'{name}'"),
                 (None, None) => return Err(format!("kind = \"{kind}\" needs `name` or `arn`")),
             };
-            Ok(unsupported_source(&kind, &target, None))
+            Ok(unsupported_source(&kind, &target))
         }
         other => Err(format!(
             "unknown source kind '{other}' (expected file, recorded, stdin, generator, kinesis or firehose)"
@@ -786,49 +956,84 @@ fn manifest_source(s: &ManifestSource, base_dir: &Path) -> std::result::Result<S
     }
 }
 
-fn unsupported_source(kind: &str, target: &str, preprocessor: Option<&str>) -> SourceSpec {
+fn unsupported_source(kind: &str, target: &str) -> SourceSpec {
     let what = if kind == "kinesis" {
         "Kinesis data stream"
     } else {
         "Kinesis Data Firehose delivery stream"
     };
-    let mut detail = format!(
+    let detail = format!(
         "reads from the {what} {target}, which this build cannot do yet ({what} input comes in a later release); \
          replace the source with kind = \"file\", \"stdin\" or \"generator\" to run locally"
     );
-    if let Some(lambda) = preprocessor {
-        detail.push_str(&format!(
-            " (the input's Lambda preprocessor {lambda} is not supported either)"
-        ));
-    }
     SourceSpec::Unsupported {
         kind: kind.to_string(),
         detail,
     }
 }
 
-fn reference_path(r: &ManifestReference, base_dir: &Path) -> std::result::Result<Option<PathBuf>, String> {
+fn reference_location(
+    r: &ManifestReference,
+    base_dir: &Path,
+) -> std::result::Result<Option<crate::app::ReferenceLocation>, String> {
+    use crate::app::ReferenceLocation;
     match (&r.path, &r.s3) {
         (Some(_), Some(_)) => Err("give either `path` or `s3`, not both".into()),
-        (Some(p), None) if p.starts_with(S3_PREFIX) => Ok(Some(PathBuf::from(p))),
-        (Some(p), None) => Ok(Some(base_dir.join(p))),
-        (None, Some(s3)) => Ok(Some(s3_path(&s3.bucket_arn, &s3.file_key))),
+        (Some(p), None) => match p.strip_prefix(S3_PREFIX) {
+            Some(rest) => {
+                let (bucket, key) = rest
+                    .split_once('/')
+                    .ok_or_else(|| format!("`path` {p} names no object (s3://BUCKET/KEY)"))?;
+                s3_location(bucket, key).map(Some)
+            }
+            None => Ok(Some(ReferenceLocation::File(base_dir.join(p)))),
+        },
+        (None, Some(s3)) => {
+            let mut location = s3_location(&s3.bucket_arn, &s3.file_key)?;
+            if let ReferenceLocation::S3 { connection, .. } = &mut location {
+                connection.endpoint = s3.endpoint.clone();
+                connection.region = s3.region.clone();
+                connection.access_key_id = s3.access_key_id.clone();
+                connection.secret_access_key = s3.secret_access_key.clone();
+                if connection.access_key_id.is_some() != connection.secret_access_key.is_some() {
+                    return Err("s3: give both `access_key_id` and `secret_access_key`, or neither".to_string());
+                }
+            }
+            Ok(Some(location))
+        }
         (None, None) => Ok(None),
     }
 }
 
-/// `arn:aws:s3:::bucket` + `key` → `s3://bucket/key`.
-fn s3_path(bucket_arn: &str, file_key: &str) -> PathBuf {
-    let bucket = bucket_arn.rsplit(":::").next().unwrap_or(bucket_arn);
-    let bucket = bucket.strip_prefix(S3_PREFIX).unwrap_or(bucket).trim_end_matches('/');
-    PathBuf::from(format!("{S3_PREFIX}{bucket}/{}", file_key.trim_start_matches('/')))
+/// A bucket (name or `arn:aws:s3:::bucket`) and key → an S3 location with the standard
+/// chain for region and credentials.
+fn s3_location(bucket_arn: &str, file_key: &str) -> std::result::Result<crate::app::ReferenceLocation, String> {
+    let bucket = bucket_arn
+        .strip_prefix(S3_PREFIX)
+        .unwrap_or(bucket_arn)
+        .trim_end_matches('/');
+    let connection = crate::connectors::s3::S3Connection::for_bucket(bucket)?;
+    let key = file_key.trim_start_matches('/');
+    if key.is_empty() {
+        return Err(format!("the S3 file key of bucket {} is empty", connection.bucket));
+    }
+    Ok(crate::app::ReferenceLocation::S3 {
+        connection,
+        key: key.to_string(),
+    })
 }
 
-/// The S3 location (`s3://bucket/key`) of a reference table that reads from S3, which
-/// this build does not do yet.
-pub fn s3_location(reference: &ReferenceSpec) -> Option<String> {
-    let p = reference.path.to_string_lossy();
-    p.starts_with(S3_PREFIX).then(|| p.into_owned())
+fn refresh_interval(r: &ManifestReference) -> std::result::Result<Option<std::time::Duration>, String> {
+    let interval = match (r.refresh_interval_secs, r.refresh_interval_ms) {
+        (Some(_), Some(_)) => return Err("give `refresh_interval_secs` or `refresh_interval_ms`, not both".into()),
+        (Some(s), None) => std::time::Duration::from_secs(s),
+        (None, Some(ms)) => std::time::Duration::from_millis(ms),
+        (None, None) => return Ok(None),
+    };
+    if interval.is_zero() {
+        return Err("the refresh interval must be positive".into());
+    }
+    Ok(Some(interval))
 }
 
 fn output_format(format: Option<&str>) -> std::result::Result<OutputFormat, String> {
@@ -848,15 +1053,45 @@ fn manifest_destination(
     let kind = d.kind.trim().to_ascii_lowercase();
     let path = d.path.is_some();
     let remote = [("name", d.name.is_some()), ("arn", d.arn.is_some())];
+    // An HTTP callback: kind = "http", or a Lambda output given the URL that stands in for it.
+    let http = kind == "http" || (kind == "lambda" && d.url.is_some());
+    // Objects in S3: kind = "s3", or a Firehose delivery stream given the bucket it filled.
+    let s3 = kind == "s3" || (kind == "firehose" && (d.bucket.is_some() || d.bucket_arn.is_some()));
     if kind != "kinesis" {
         let kinesis_only = [
-            ("endpoint/region/credentials", kinesis_settings!(d).any()),
+            ("endpoint/region/credentials", kinesis_settings!(d).any() && !s3),
             ("partition_key", d.partition_key.is_some()),
             ("explicit_hash_key", d.explicit_hash_key.is_some()),
-            ("max_attempts", d.max_attempts.is_some()),
-            ("parked_path", d.parked_path.is_some()),
+            ("max_attempts", d.max_attempts.is_some() && !http && !s3),
+            ("parked_path", d.parked_path.is_some() && !s3),
         ];
         not_for_kind(&kind, &kinesis_only)?;
+    }
+    if !s3 && let Some(field) = d.s3_fields().any() {
+        return Err(format!(
+            "`{field}` is not a setting of kind = \"{kind}\" (it is one of kind = \"s3\")"
+        ));
+    }
+    if s3 {
+        not_for_kind(&kind, &[("path", path)])?;
+        if kind == "s3" {
+            not_for_kind(&kind, &remote)?;
+        }
+        return d.s3_fields().to_config(base_dir, stream).map(DestinationSpec::S3);
+    }
+    if !http && let Some(field) = d.http_fields().any() {
+        return Err(if kind == "lambda" {
+            format!("kind = \"lambda\" takes `{field}` only with a `url` (the HTTP endpoint to call)")
+        } else {
+            format!("`{field}` is not a setting of kind = \"{kind}\" (it is one of kind = \"http\")")
+        });
+    }
+    if http {
+        not_for_kind(&kind, &[("path", path)])?;
+        if kind == "http" {
+            not_for_kind(&kind, &remote)?;
+        }
+        return d.http_fields().to_config(base_dir, stream).map(DestinationSpec::Http);
     }
     match kind.as_str() {
         "stdout" => {
@@ -895,7 +1130,7 @@ fn manifest_destination(
             Ok(unsupported_destination(&kind, &target))
         }
         other => Err(format!(
-            "unknown destination kind '{other}' (expected stdout, file, kinesis, firehose or lambda)"
+            "unknown destination kind '{other}' (expected stdout, file, kinesis, s3, http, firehose or lambda)"
         )),
     }
 }
@@ -906,12 +1141,27 @@ fn unsupported_destination(kind: &str, target: &str) -> DestinationSpec {
         "firehose" => "Kinesis Data Firehose delivery stream",
         _ => "AWS Lambda function",
     };
-    DestinationSpec::Unsupported {
-        kind: kind.to_string(),
-        detail: format!(
+    let detail = if kind == "lambda" {
+        format!(
+            "delivers to the {what} {target}, which sluice does not invoke; give the destination a `url`: an HTTP \
+             endpoint that answers as a KDA Lambda output function did (see kind = \"http\"), or replace it with \
+             kind = \"stdout\" or \"file\" to run locally"
+        )
+    } else if kind == "firehose" {
+        format!(
+            "delivers to the {what} {target}, which sluice writes no records to; give the destination the `bucket` \
+             (or `bucket_arn`) the delivery stream filled, and sluice writes its S3 objects itself (see kind = \"s3\"), \
+             or replace it with kind = \"stdout\" or \"file\" to run locally"
+        )
+    } else {
+        format!(
             "delivers to the {what} {target}, which this build cannot do yet ({what} output comes in a later release); \
              replace the destination with kind = \"stdout\" or \"file\" to run locally"
-        ),
+        )
+    };
+    DestinationSpec::Unsupported {
+        kind: kind.to_string(),
+        detail,
     }
 }
 
@@ -940,9 +1190,8 @@ fn array_field<'a>(v: &'a Json, names: &[&str]) -> &'a [Json] {
 /// the `kinesisanalyticsv2` shape (`ApplicationConfigurationDescription.
 /// SqlApplicationConfigurationDescription`) and a CreateApplication request (`Inputs`,
 /// `Outputs`, `ReferenceDataSources`). Kinesis / Firehose inputs, Kinesis / Firehose /
-/// Lambda outputs and S3 reference data load as `Unsupported` sources and destinations
-/// (S3 as an `s3://` path, see [`s3_location`]) whose detail names the ARN;
-/// [`validate`] reports them. `base_dir` resolves an `ApplicationCode` of the form
+/// Lambda outputs load as `Unsupported` sources and destinations whose detail names the
+/// ARN, which [`validate`] reports; S3 reference data is read from its object. `base_dir` resolves an `ApplicationCode` of the form
 /// `file://app.sql`.
 pub fn from_describe_application(json: &Json, base_dir: &Path) -> Result<AppSpec> {
     let detail = json.get("ApplicationDetail").unwrap_or(json);
@@ -1024,16 +1273,12 @@ pub fn from_describe_application(json: &Json, base_dir: &Path) -> Result<AppSpec
         .and_then(|l| str_field(l, &["ResourceARN"]));
         let source = if let Some(k) = field(input, &["KinesisStreamsInputDescription", "KinesisStreamsInput"]) {
             let arn = str_field(k, &["ResourceARN"]).unwrap_or("(no ARN)");
-            match (preprocessor, KinesisConnection::for_stream(arn)) {
-                (None, Ok(connection)) => SourceSpec::Kinesis(KinesisSourceConfig::new(connection)),
-                _ => unsupported_source("kinesis", arn, preprocessor),
+            match KinesisConnection::for_stream(arn) {
+                Ok(connection) => SourceSpec::Kinesis(KinesisSourceConfig::new(connection)),
+                Err(_) => unsupported_source("kinesis", arn),
             }
         } else if let Some(f) = field(input, &["KinesisFirehoseInputDescription", "KinesisFirehoseInput"]) {
-            unsupported_source(
-                "firehose",
-                str_field(f, &["ResourceARN"]).unwrap_or("(no ARN)"),
-                preprocessor,
-            )
+            unsupported_source("firehose", str_field(f, &["ResourceARN"]).unwrap_or("(no ARN)"))
         } else {
             SourceSpec::Unsupported {
                 kind: "none".to_string(),
@@ -1046,8 +1291,13 @@ pub fn from_describe_application(json: &Json, base_dir: &Path) -> Result<AppSpec
             name_prefix: prefix,
             stream_name: None,
             parallelism,
+            event_time: None,
             schema,
             source,
+            // A Lambda ARN is nothing sluice can call: reported until a manifest gives
+            // the input `preprocessor = { url = ... }`.
+            preprocessor: preprocessor
+                .map(|arn| crate::connectors::http::PreprocessorSpec::Lambda { arn: arn.to_string() }),
         });
     }
 
@@ -1068,10 +1318,11 @@ pub fn from_describe_application(json: &Json, base_dir: &Path) -> Result<AppSpec
         let bucket = str_field(s3, &["BucketARN"]).ok_or_else(|| config(format!("{what}: BucketARN is missing")))?;
         let key = str_field(s3, &["FileKey"]).ok_or_else(|| config(format!("{what}: FileKey is missing")))?;
         references.push(ReferenceSpec {
+            location: s3_location(bucket, key).map_err(|e| config(format!("{what}: {e}")))?,
             table,
             schema,
-            path: s3_path(bucket, key),
             skip_header_lines: 0,
+            refresh_interval: None,
         });
     }
 
@@ -1222,6 +1473,12 @@ pub fn check(app: &AppSpec) -> Validation {
         if let SourceSpec::Unsupported { detail, .. } = &input.source {
             v.unsupported.push(format!("{who} {detail}"));
         }
+        if let Some(crate::connectors::http::PreprocessorSpec::Lambda { arn }) = &input.preprocessor {
+            v.unsupported.push(format!(
+                "{who} has the Lambda preprocessor {arn}, which sluice does not invoke; give the input \
+                 `preprocessor = {{ url = \"...\" }}`: an HTTP endpoint that answers as a KDA preprocessor function did"
+            ));
+        }
     }
     if app.inputs.len() > 1 {
         v.notes.push(format!(
@@ -1242,12 +1499,6 @@ pub fn check(app: &AppSpec) -> Validation {
         }
         tables.push(&r.table);
         check_schema(&who, &r.schema, &mut v);
-        if let Some(location) = s3_location(r) {
-            v.unsupported.push(format!(
-                "{who} reads the S3 object {location}, which this build cannot do yet (S3 reference data comes in \
-                 a later release); give the reference a local `path` to run locally"
-            ));
-        }
     }
     if app.references.len() > 1 {
         v.notes.push(format!(
@@ -1457,8 +1708,12 @@ stream = "error_stream"
 
         assert_eq!(app.references.len(), 1);
         assert_eq!(app.references[0].table, "Cities");
-        assert_eq!(app.references[0].path, base.join("cities.csv"));
+        assert_eq!(
+            app.references[0].location,
+            crate::app::ReferenceLocation::File(base.join("cities.csv"))
+        );
         assert_eq!(app.references[0].skip_header_lines, 1);
+        assert_eq!(app.references[0].refresh_interval, None);
         assert_eq!(app.references[0].schema.columns[1].column.sql_type, SqlType::Char(2));
 
         assert_eq!(app.outputs.len(), 2);
@@ -1652,10 +1907,7 @@ stream = "error_stream"
         assert!(matches!(&app.outputs[0].destination, DestinationSpec::Unsupported { kind, .. } if kind == "lambda"));
         assert_eq!(app.outputs[1].format, OutputFormat::Csv);
         assert!(matches!(&app.outputs[1].destination, DestinationSpec::Unsupported { kind, .. } if kind == "firehose"));
-        assert_eq!(
-            s3_location(&app.references[0]).as_deref(),
-            Some("s3://ride-reference/cities.csv")
-        );
+        assert_eq!(app.references[0].location.to_string(), "s3://ride-reference/cities.csv");
         assert_eq!(
             app.references[0].schema.format,
             RecordFormat::Csv {
@@ -1667,14 +1919,12 @@ stream = "error_stream"
         let err = validate(&app).unwrap_err().to_string();
         assert!(err.contains("this build cannot run application ride-alerts"), "{err}");
         assert!(err.contains("output ALERT_STREAM delivers to the AWS Lambda function arn:aws:lambda:eu-west-1:123456789012:function:page-oncall"), "{err}");
-        assert!(err.contains("later release"), "{err}");
+        assert!(err.contains("give the destination the `bucket`"), "{err}");
         assert!(err.contains("deliverystream/kda-errors"), "{err}");
-        assert!(
-            err.contains("reference table CITIES reads the S3 object s3://ride-reference/cities.csv"),
-            "{err}"
-        );
-        // Lambda and Firehose outputs and the S3 table; the Kinesis input runs.
-        assert_eq!(check(&app).unsupported.len(), 3);
+        // The S3 reference table is read from its object.
+        assert!(!err.contains("CITIES"), "{err}");
+        // Lambda and Firehose outputs; the Kinesis input and the S3 table run.
+        assert_eq!(check(&app).unsupported.len(), 2);
         assert!(!err.contains("ride-events"), "{err}");
         assert!(check(&app).errors.is_empty());
     }
@@ -1762,7 +2012,10 @@ path = "errors.jsonl"
         );
         // The exported schema is kept.
         assert_eq!(app.inputs[0].schema.columns.len(), 3);
-        assert_eq!(app.references[0].path, dir.path().join("cities.csv"));
+        assert_eq!(
+            app.references[0].location,
+            crate::app::ReferenceLocation::File(dir.path().join("cities.csv"))
+        );
         assert_eq!(app.references[0].skip_header_lines, 1);
         assert_eq!(app.outputs.len(), 2);
         assert_eq!(app.outputs[0].destination, DestinationSpec::Stdout);
@@ -1852,6 +2105,67 @@ parked_path = "parked/out.jsonl"
     }
 
     #[test]
+    fn s3_and_firehose_with_a_bucket_load_as_s3_outputs() {
+        let output = |destination: &str| {
+            let text = format!(
+                "code_text = \"x\"\n[[outputs]]\nstream = \"OUT\"\nformat = \"CSV\"\n[outputs.destination]\n{destination}\n"
+            );
+            parse_manifest(&text, Path::new("/apps")).map(|app| app.outputs[0].destination.clone())
+        };
+        let spec = output(
+            r#"kind = "s3"
+bucket_arn = "arn:aws:s3:::lake"
+prefix = "rides/!{timestamp:yyyy}/"
+format = "parquet"
+compression = "ZSTD"
+buffer_size_mb = 64
+buffer_interval_ms = 500
+partition_by = ["CITY"]
+endpoint = "http://127.0.0.1:9000"
+access_key_id = "a"
+secret_access_key = "b"
+max_attempts = 2
+parked_path = "parked/out.jsonl""#,
+        )
+        .unwrap();
+        let DestinationSpec::S3(c) = spec else {
+            panic!("{spec:?}")
+        };
+        use crate::connectors::s3::{Compression, ObjectFormat};
+        assert_eq!(c.connection.bucket, "lake");
+        assert_eq!(c.connection.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            (c.format, c.compression),
+            (Some(ObjectFormat::Parquet), Compression::Zstd)
+        );
+        assert_eq!(c.buffer_size_bytes, 64 << 20);
+        assert_eq!(c.buffer_interval, std::time::Duration::from_millis(500));
+        assert_eq!(c.partition_by, ["CITY"]);
+        assert_eq!(c.max_attempts, 2);
+        assert_eq!(c.parked_path, Path::new("/apps/parked/out.jsonl"));
+        assert_eq!(c.prefix, "rides/!{timestamp:yyyy}/");
+
+        let firehose = output("kind = \"firehose\"\nname = \"to-lake\"\nbucket = \"lake\"").unwrap();
+        let DestinationSpec::S3(c) = firehose else { panic!() };
+        assert_eq!(c.connection.bucket, "lake");
+        assert_eq!(c.format, None, "the output's CSV applies");
+        assert_eq!(c.buffer_interval, std::time::Duration::from_secs(300));
+        assert!(matches!(
+            output("kind = \"firehose\"\nname = \"to-lake\"").unwrap(),
+            DestinationSpec::Unsupported { .. }
+        ));
+
+        let err = |d: &str| output(d).unwrap_err().to_string();
+        assert!(err("kind = \"s3\"").contains("`bucket` or `bucket_arn`"));
+        assert!(err("kind = \"s3\"\nbucket = \"b\"\nbuffer_size_mb = 129").contains("1..128"));
+        assert!(err("kind = \"s3\"\nbucket = \"b\"\nbuffer_interval_secs = 5").contains("buffer_interval_ms"));
+        assert!(err("kind = \"s3\"\nbucket = \"b\"\ncompression = \"SNAPPY\"").contains("PARQUET"));
+        assert!(err("kind = \"s3\"\nbucket = \"b\"\nprefix = \"!{bad:x}/\"").contains("unknown expression namespace"));
+        assert!(err("kind = \"file\"\npath = \"a\"\nprefix = \"p/\"").contains("kind = \"s3\""));
+        assert!(err("kind = \"s3\"\nbucket = \"b\"\npartition_key = \"K\"").contains("partition_key"));
+    }
+
+    #[test]
     fn shipped_query_manifests_load_and_validate() {
         let queries = Path::new(env!("CARGO_MANIFEST_DIR")).join("queries");
         let Ok(entries) = std::fs::read_dir(&queries) else {
@@ -1864,6 +2178,63 @@ parked_path = "parked/out.jsonl"
                 validate(&app).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
             }
         }
+    }
+
+    #[test]
+    fn s3_references_load_with_their_settings_and_refresh_intervals() {
+        let manifest = |reference: &str| {
+            format!(
+                "code_text = \"SELECT 1;\"\n[[references]]\ntable_name = \"T\"\n{reference}\n\
+                 [references.schema]\nrecord_format = \"CSV\"\ncolumns = [ {{ name = \"A\", sql_type = \"INTEGER\" }} ]\n"
+            )
+        };
+        let app = parse_manifest(
+            &manifest(
+                "s3 = { bucket_arn = \"arn:aws:s3:::ref-data\", file_key = \"/dir/t.csv\", endpoint = \"http://127.0.0.1:5000\", \
+                 region = \"eu-west-1\", access_key_id = \"a\", secret_access_key = \"b\" }\nrefresh_interval_secs = 60",
+            ),
+            Path::new("/x"),
+        )
+        .unwrap();
+        let r = &app.references[0];
+        match &r.location {
+            crate::app::ReferenceLocation::S3 { connection, key } => {
+                assert_eq!(connection.bucket, "ref-data");
+                assert_eq!(key, "dir/t.csv");
+                assert_eq!(connection.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+                assert_eq!(connection.region.as_deref(), Some("eu-west-1"));
+                assert_eq!(connection.access_key_id.as_deref(), Some("a"));
+                assert_eq!(connection.secret_access_key.as_deref(), Some("b"));
+            }
+            other => panic!("expected an S3 location, got {other:?}"),
+        }
+        assert_eq!(r.location.to_string(), "s3://ref-data/dir/t.csv");
+        assert_eq!(r.refresh_interval, Some(std::time::Duration::from_secs(60)));
+        assert!(check(&app).unsupported.is_empty());
+
+        // An s3:// path: the standard chain.
+        let app = parse_manifest(
+            &manifest("path = \"s3://ref-data/t.json\"\nrefresh_interval_ms = 250"),
+            Path::new("/x"),
+        )
+        .unwrap();
+        assert_eq!(app.references[0].location.to_string(), "s3://ref-data/t.json");
+        assert_eq!(
+            app.references[0].refresh_interval,
+            Some(std::time::Duration::from_millis(250))
+        );
+
+        let bad = |reference: &str| {
+            parse_manifest(&manifest(reference), Path::new("/x"))
+                .unwrap_err()
+                .to_string()
+        };
+        let err = bad("path = \"t.csv\"\nrefresh_interval_secs = 1\nrefresh_interval_ms = 1");
+        assert!(err.contains("not both"), "{err}");
+        assert!(bad("path = \"t.csv\"\nrefresh_interval_ms = 0").contains("positive"));
+        let err = bad("s3 = { bucket_arn = \"b\", file_key = \"k\", access_key_id = \"a\" }");
+        assert!(err.contains("secret_access_key"), "{err}");
+        assert!(bad("path = \"s3://bucket-only\"").contains("names no object"));
     }
 
     #[test]

@@ -3,11 +3,14 @@
 //! One folder per connector; the planner never sees them, and a new connector
 //! implements [`source::Source`] or [`sink::Sink`] without touching anything else.
 
+pub mod event_time;
 pub mod file;
 pub mod formats;
 pub mod generator;
+pub mod http;
 pub mod kinesis;
 pub mod memory;
+pub mod s3;
 pub mod sink;
 pub mod source;
 pub mod stdio;

@@ -19,6 +19,25 @@ pub trait Sink: Send {
     fn checkpoint(&mut self) -> BoxFuture<'_, Result<Option<Vec<u8>>>> {
         Box::pin(async { Ok(None) })
     }
+
+    /// Exactly-once mode: every row of epoch `checkpoint` has been written (the delivery
+    /// task calls this after publishing each epoch, again with the same id and the same
+    /// rows when a restart replays it). A sink that names its output after the epoch
+    /// (S3 objects) writes it now, so a replay overwrites instead of adding a copy.
+    fn end_epoch(&mut self, _checkpoint: u64) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// When [`Sink::tick`] is due even if no row arrives (a buffering sink's interval);
+    /// None: never. Asked again after every message and tick.
+    fn next_tick(&self) -> Option<tokio::time::Instant> {
+        None
+    }
+
+    /// The time [`Sink::next_tick`] named has come: flush what is due.
+    fn tick(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Drives a sink at-least-once: rows are written as they arrive. In exactly-once mode
@@ -29,7 +48,18 @@ pub async fn run_sink(
     metrics: std::sync::Arc<crate::runtime::metrics::Metrics>,
     checkpoints: Option<(crate::state::CheckpointHandle, String)>,
 ) -> Result<()> {
-    while let Some(message) = rx.recv().await {
+    loop {
+        let due = sink.next_tick();
+        let message = tokio::select! {
+            biased;
+            message = rx.recv() => message,
+            // Evaluated even when disabled: a far-off instant stands in for "never".
+            _ = tokio::time::sleep_until(due.unwrap_or_else(far_future)), if due.is_some() => {
+                sink.tick().await?;
+                continue;
+            }
+        };
+        let Some(message) = message else { break };
         match message {
             Message::Data(batch) => {
                 sink.write(&batch).await?;
@@ -51,6 +81,10 @@ pub async fn run_sink(
         c.finish(part, sink.checkpoint().await?);
     }
     Ok(())
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_secs(86_400 * 365)
 }
 
 /// Encodes rows as JSON lines or CSV onto any async writer (stdout, a file).

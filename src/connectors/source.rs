@@ -1,9 +1,11 @@
 //! The source side: what every source connector gets to publish records.
 
+use datafusion::arrow::array::{Array, RecordBatch};
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 
 use super::RawRecord;
+use super::event_time::{EventTimeOrder, Released, restamp};
 use super::formats::RecordDecoder;
 use crate::engine::TimeMode;
 use crate::error::{ErrorRow, Result};
@@ -41,6 +43,15 @@ pub struct SourceContext {
     /// The same position as saved, for sources whose position is not one number (a
     /// Kinesis stream keeps a sequence number per shard).
     pub resume_bytes: Option<Vec<u8>>,
+    /// With event time: one order per in-application stream (see `event_time`).
+    orders: Vec<EventTimeOrder>,
+    /// Where late rows go (the input's late stream), else `error_stream`.
+    late: Option<StreamWriter>,
+    /// The ROWTIME of the late stream so far: late rows are stamped with at least this.
+    late_clock: Millis,
+    /// The input's transform (KDA's Lambda preprocessor, as HTTP): raw records go
+    /// through it before decoding.
+    preprocessor: Option<std::sync::Arc<super::http::Preprocessor>>,
 }
 
 impl SourceContext {
@@ -67,19 +78,88 @@ impl SourceContext {
             last_barrier: 0,
             resume: None,
             resume_bytes: None,
+            orders: Vec::new(),
+            late: None,
+            late_clock: Millis::MIN,
+            preprocessor: None,
         }
     }
 
+    /// Sends the raw records through `preprocessor` before decoding them.
+    pub fn with_preprocessor(mut self, preprocessor: Option<std::sync::Arc<super::http::Preprocessor>>) -> Self {
+        self.preprocessor = preprocessor;
+        self
+    }
+
+    /// Takes ROWTIME from the data: each stream (with `schema`) is put in order by a
+    /// watermark; late rows go to `late` (the input's late stream) or `error_stream`.
+    /// Call before [`Self::with_checkpoints`], which restores the orders.
+    pub fn with_event_time(
+        mut self,
+        spec: &crate::app::EventTimeSpec,
+        schema: datafusion::arrow::datatypes::SchemaRef,
+        late: Option<StreamWriter>,
+    ) -> Result<Self> {
+        self.orders = (0..self.outputs.len())
+            .map(|_| EventTimeOrder::new(spec, std::sync::Arc::clone(&schema)))
+            .collect::<Result<_>>()?;
+        self.late = late;
+        Ok(self)
+    }
+
     /// Takes part in checkpoints, resuming from `resume` (the saved position).
-    pub fn with_checkpoints(mut self, handle: crate::state::CheckpointHandle, resume: Option<Vec<u8>>) -> Self {
+    pub fn with_checkpoints(mut self, handle: crate::state::CheckpointHandle, resume: Option<Vec<u8>>) -> Result<Self> {
         self.last_barrier = *handle.trigger.borrow();
         self.checkpoints = Some(handle);
+        let resume = match resume {
+            Some(bytes) if !self.orders.is_empty() => self.restore_orders(&bytes)?,
+            other => other,
+        };
         self.resume = resume
             .as_deref()
             .and_then(|b| b.try_into().ok())
             .map(u64::from_le_bytes);
         self.resume_bytes = resume;
-        self
+        Ok(self)
+    }
+
+    /// With event time, a saved part frames the source's position, each stream's order
+    /// and the late clock. Restores the orders and returns the position.
+    fn restore_orders(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>> {
+        let corrupt = || crate::SluiceError::runtime(format!("corrupt event-time state of input {}", self.input));
+        let mut parts = crate::state::snapshot::unframe(bytes)?.into_iter();
+        let position = parts.next().ok_or_else(corrupt)?;
+        let late_clock: [u8; 8] = parts
+            .next()
+            .flatten()
+            .ok_or_else(corrupt)?
+            .try_into()
+            .map_err(|_| corrupt())?;
+        self.late_clock = Millis::from_le_bytes(late_clock);
+        for order in &mut self.orders {
+            order.restore(&parts.next().flatten().ok_or_else(corrupt)?)?;
+        }
+        Ok(position)
+    }
+
+    /// What a checkpoint saves for this input: the position, and with event time the
+    /// rows still held back (the position covers them).
+    fn saved_part(&self, position: Vec<u8>) -> Vec<u8> {
+        if self.orders.is_empty() {
+            return position;
+        }
+        let mut parts = vec![Some(position), Some(self.late_clock.to_le_bytes().to_vec())];
+        for order in &self.orders {
+            match order.snapshot() {
+                Ok(bytes) => parts.push(Some(bytes)),
+                Err(e) => {
+                    // Encoding Arrow arrays we built ourselves does not fail; if it ever
+                    // does, a checkpoint without the held rows would lose them.
+                    panic!("snapshotting the event-time order of {}: {e}", self.input)
+                }
+            }
+        }
+        crate::state::snapshot::frame(&parts)
     }
 
     /// Fires when a checkpoint is triggered, for sources that wait on other things
@@ -106,8 +186,8 @@ impl SourceContext {
         let id = *c.trigger.borrow();
         if id > self.last_barrier {
             self.last_barrier = id;
-            c.ack(id, &self.part(), Some(position()));
-            for out in &self.outputs {
+            c.ack(id, &self.part(), Some(self.saved_part(position())));
+            for out in self.outputs.iter().chain(&self.late) {
                 out.send(Message::Barrier(id)).await;
             }
         }
@@ -141,18 +221,137 @@ impl SourceContext {
                 .unwrap_or(self.last_rowtime.max(0)),
         };
         self.metrics.add_in(records.len() as u64, default_rowtime);
+        // The input's transform sees the raw records first: Ok ones go on with its data,
+        // Dropped ones are left out, failed ones become error_stream rows.
+        let transformed;
+        let records = match self.preprocessor.clone() {
+            Some(preprocessor) => {
+                let out = preprocessor.transform(records, default_rowtime).await;
+                if !out.errors.is_empty() {
+                    let _ = self.errors.send(out.errors);
+                }
+                transformed = out.records;
+                if transformed.is_empty() {
+                    return;
+                }
+                &transformed[..]
+            }
+            None => records,
+        };
         let decoded = self.decoder.decode(records, default_rowtime);
         if !decoded.errors.is_empty() {
             let _ = self.errors.send(decoded.errors);
         }
-        if decoded.batch.num_rows() > 0 {
-            let out = &self.outputs[index % self.outputs.len()];
-            out.send(Message::Data(decoded.batch)).await;
+        if decoded.batch.num_rows() == 0 {
+            return;
+        }
+        let index = index % self.outputs.len();
+        if self.orders.is_empty() {
+            self.outputs[index].send(Message::Data(decoded.batch)).await;
+            return;
+        }
+        let partition = records[0].shard_id.as_deref().unwrap_or("");
+        let released = self.order_rows(index, partition, &decoded.batch);
+        self.emit(index, released).await;
+    }
+
+    /// Stamps event times and hands the rows to the stream's order.
+    fn order_rows(&mut self, index: usize, partition: &str, batch: &RecordBatch) -> Released {
+        let result = self.orders[index].stamp(batch).and_then(|(stamped, nulls)| {
+            if let Some(nulls) = nulls {
+                self.reject(&nulls, "its event time is NULL");
+            }
+            self.orders[index].accept(partition, stamped)
+        });
+        result.unwrap_or_else(|e| {
+            self.reject(batch, &format!("event time: {e}"));
+            Released::default()
+        })
+    }
+
+    /// Publishes what an order released: rows, late rows, then the new watermark.
+    async fn emit(&mut self, index: usize, released: Released) {
+        if let Some(rows) = released.rows {
+            self.outputs[index].send(Message::Data(rows)).await;
+        }
+        if let Some(late) = released.late {
+            self.late_clock = self.late_clock.max(self.orders[index].watermark());
+            match (&self.late, restamp(&late, self.late_clock)) {
+                (Some(stream), Ok(late)) => stream.send(Message::Data(late)).await,
+                _ => self.reject(&late, "it is later than the event-time watermark (max_delay_ms)"),
+            }
+        }
+        if let Some(bound) = released.bound {
+            self.outputs[index].send(Message::Bound(bound)).await;
+            // The late stream's time: no order will stamp a late row below the smallest watermark.
+            let floor = self.orders.iter().map(|o| o.watermark()).min().unwrap_or(Millis::MIN);
+            if let Some(late) = &self.late
+                && floor > Millis::MIN
+            {
+                late.send(Message::Bound(floor)).await;
+            }
         }
     }
 
-    /// Advances time on every stream of this input.
+    /// Rows that cannot take part go to `error_stream`, one error row each.
+    fn reject(&self, batch: &RecordBatch, why: &str) {
+        let mut text = Vec::new();
+        let _ = super::formats::encode::encode_json_lines(batch, false, &mut text);
+        let rowtimes = batch.column(batch.num_columns() - 1);
+        let rowtimes = rowtimes
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::TimestampMillisecondArray>();
+        let rows: Vec<ErrorRow> = String::from_utf8_lossy(&text)
+            .lines()
+            .enumerate()
+            .map(|(i, line)| ErrorRow {
+                error_time: now_millis(),
+                level: "ERROR",
+                name: "Late_Or_Untimed_Row".into(),
+                message: format!("row of input {} left out of its stream: {why}", self.input),
+                data_rowtime: rowtimes.map(|r| r.value(i)).unwrap_or(0),
+                data_row: line.to_string(),
+                pump_name: None,
+            })
+            .collect();
+        if !rows.is_empty() {
+            let _ = self.errors.send(rows);
+        }
+    }
+
+    /// A partition of the input (a Kinesis shard) is being read: with event time, it
+    /// holds its stream's watermark until its first records (or until it is idle).
+    pub fn open_partition(&mut self, index: usize, partition: &str) {
+        if !self.orders.is_empty() {
+            let index = index % self.outputs.len();
+            self.orders[index].open_partition(partition);
+        }
+    }
+
+    /// A partition of the input (a Kinesis shard) ended: with event time, it no longer
+    /// holds its stream's watermark back.
+    pub async fn close_partition(&mut self, index: usize, partition: &str) {
+        if self.orders.is_empty() {
+            return;
+        }
+        let index = index % self.outputs.len();
+        let released = self.orders[index].close_partition(partition).unwrap_or_else(|e| {
+            tracing::error!(input = %self.input, "event-time order: {e}");
+            Released::default()
+        });
+        self.emit(index, released).await;
+    }
+
+    /// Advances time on every stream of this input. With event time, `t` (the clock)
+    /// only matters to inputs gone idle: see `EventTimeOrder::idle_tick`.
     pub async fn bound(&mut self, t: Millis) {
+        if !self.orders.is_empty() {
+            for index in 0..self.orders.len() {
+                let released = self.orders[index].idle_tick().unwrap_or_default();
+                self.emit(index, released).await;
+            }
+            return;
+        }
         for out in &self.outputs {
             out.send(Message::Bound(t)).await;
         }
@@ -168,9 +367,9 @@ impl SourceContext {
     /// a restart continues them instead of emitting them early.
     pub async fn stop(&mut self, position: Vec<u8>) {
         if let Some(c) = &self.checkpoints {
-            c.finish(&self.part(), Some(position));
+            c.finish(&self.part(), Some(self.saved_part(position)));
         }
-        for out in &self.outputs {
+        for out in self.outputs.iter().chain(&self.late) {
             out.send(Message::End).await;
         }
     }
@@ -178,15 +377,24 @@ impl SourceContext {
     /// Ends the input: advances time to where the end of input takes it (everything, or
     /// `flush_at` for a recording), then ends every stream.
     pub async fn finish(&mut self, position: u64) {
-        if let Some(c) = &self.checkpoints {
-            c.finish(&self.part(), Some(position.to_le_bytes().to_vec()));
-        }
         let t = match self.time {
             TimeMode::Recorded { flush_at: Some(t) } => t,
             _ => Millis::MAX,
         };
-        self.bound(t).await;
-        for out in &self.outputs {
+        // Everything held is released: the saved part then holds no rows.
+        for index in 0..self.orders.len() {
+            let released = self.orders[index].finish(t).unwrap_or_default();
+            self.emit(index, released).await;
+        }
+        if let Some(c) = &self.checkpoints {
+            c.finish(&self.part(), Some(self.saved_part(position.to_le_bytes().to_vec())));
+        }
+        if self.orders.is_empty() {
+            self.bound(t).await;
+        } else if let Some(late) = &self.late {
+            late.send(Message::Bound(t)).await;
+        }
+        for out in self.outputs.iter().chain(&self.late) {
             out.send(Message::End).await;
         }
     }

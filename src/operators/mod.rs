@@ -7,6 +7,7 @@
 pub mod eval;
 pub mod filter;
 pub mod insert;
+pub mod keyed_spill;
 pub mod lookup_join;
 pub mod pipeline;
 pub mod project;

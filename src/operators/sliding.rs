@@ -8,11 +8,39 @@
 //! remove with `retract_batch`): SUM, COUNT and AVG retract in constant time, MIN and
 //! MAX use DataFusion's moving min/max structure, so the cost per row does not grow with
 //! the window.
+//!
+//! ## Spilling
+//!
+//! The operator keeps an estimate of its state's memory, per window aggregate: for each
+//! partition its map slot and key, its held rows ([`row_bytes`]: the row objects and
+//! their own values, not the input buffers they slice, which a budgeted operator copies
+//! out regularly) and its accumulator's `size()` (measured after each batch that touched
+//! it), plus the index of spilled partitions. Each window aggregate has partitions of its
+//! own (`SUM(v) OVER w, MIN(v) OVER w` hold the rows twice), and each spills on its own.
+//! With a memory budget (`SpillConfig`), past it after a batch, the operator
+//! evicts partitions, least recently used first (`keyed_spill`), until the state is
+//! down to three quarters of the budget. An evicted partition becomes one spill-store
+//! entry under (window, partition key), in the snapshot's encoding: for a bounded frame
+//! its rows (ROWTIME, then the argument values, as Arrow arrays), for an unbounded frame
+//! its accumulator's `state()`. Only its key and newest ROWTIME stay in memory. When a
+//! row of an evicted key arrives, the entry is read back and removed: a bounded frame's
+//! accumulator is rebuilt with `update_batch` over the rows still inside the window
+//! (expired rows are dropped), an unbounded frame's with `merge_batch` of the state, and
+//! the row goes on as if the partition had never left.
+//!
+//! A RANGE partition whose newest row is older than the newest ROWTIME seen minus n is
+//! out of every future window (ROWTIME never decreases): an eviction pass drops such
+//! partitions, in memory or spilled, instead of writing them.
+//!
+//! A snapshot taken while partitions are spilled reads them back into the window's
+//! section (the same layout as in-memory partitions); a restore loads through the same
+//! budget, evicting as it goes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Int64Array, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, Int64Array, RecordBatch};
+use datafusion::arrow::compute::concat;
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -22,8 +50,11 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
 use super::eval::eval_isolating;
+use super::keyed_spill::KeyedSpill;
+use super::tumbling::SpillStats;
 use super::{OpContext, Operator, rowtime_column};
 use crate::error::{Result, SluiceError};
+use crate::state::spill::SpillConfig;
 use crate::time::Millis;
 
 /// The extent of a window, ending at the current row.
@@ -51,12 +82,101 @@ struct Partition {
     accumulator: Box<dyn Accumulator>,
     /// The rows in the window: ROWTIME and the aggregate's argument values (1-row slices).
     rows: VecDeque<(Millis, Vec<ArrayRef>)>,
+    /// [`row_bytes`] of the rows in `rows`.
+    row_bytes: usize,
+    /// The accumulator's `size()` when last measured.
+    acc_bytes: usize,
+    /// The batch (`KeyedSpill::tick`) that last touched the partition.
+    last_used: u64,
+    /// Whether some of `rows` are slices of an input batch (see [`row_bytes`]).
+    loose: bool,
+}
+
+/// With a budget, rows sliced from input batches are copied into their partitions' own
+/// arrays at every eviction pass and at least once in this many batches.
+const COMPACT_EVERY: u64 = 16;
+
+/// A partition's map slot beyond its key and contents: the (key, partition) pair and the
+/// hash table's control byte, with an eighth more for the table's spare capacity.
+const PARTITION_SLOT: usize = (size_of::<(Box<[u8]>, Partition)>() + 1) * 8 / 7;
+/// A spilled partition's slot in the index (key, newest ROWTIME), likewise.
+const SPILLED_SLOT: usize = (size_of::<(Box<[u8]>, Millis)>() + 1) * 8 / 7;
+
+impl Partition {
+    /// What the partition costs in memory (see the module comment).
+    fn bytes(&self, key: &[u8]) -> usize {
+        PARTITION_SLOT + key.len() + self.row_bytes + self.acc_bytes
+    }
+
+    /// Holds a row; returns its [`row_bytes`].
+    fn push(&mut self, t: Millis, args: Vec<ArrayRef>) -> usize {
+        let bytes = row_bytes(&args);
+        self.row_bytes += bytes;
+        self.rows.push_back((t, args));
+        bytes
+    }
+}
+
+/// The memory of one held row: its deque slot, its `Vec` of argument arrays, and per
+/// argument the `Arc`ed array object plus the bytes of the array's own values (its length's
+/// worth, not the whole buffer it points into). Held rows are 1-row slices. A row just
+/// ingested slices its input batch's argument arrays, which stay alive as long as any of
+/// their rows is held, so the true footprint can exceed this estimate by the rest of those
+/// buffers. With a budget, such rows are copied into arrays of their partition's own at
+/// every eviction pass and every [`COMPACT_EVERY`] batches (`compact_loose`), which bounds
+/// the excess to the argument buffers of the batches since; without one they stay as they
+/// are. Rows read back from the spill store or a checkpoint already slice arrays of their
+/// own partition.
+fn row_bytes(args: &[ArrayRef]) -> usize {
+    size_of::<(Millis, Vec<ArrayRef>)>()
+        + args
+            .iter()
+            .map(|a| size_of::<ArrayRef>() + 2 * size_of::<usize>() + size_of_val(a.as_ref()) + value_bytes(a.as_ref()))
+            .sum::<usize>()
+}
+
+/// The bytes of an array's own values, validity included.
+fn value_bytes(a: &dyn Array) -> usize {
+    match a.data_type().primitive_width() {
+        Some(width) => width * a.len() + a.nulls().map_or(0, |_| a.len().div_ceil(8)),
+        None => a.to_data().get_slice_memory_size().unwrap_or(0),
+    }
+}
+
+/// Copies arrays into buffers of their own (a slice keeps its parent's buffers alive).
+fn compact(arrays: &[ArrayRef]) -> Result<Vec<ArrayRef>> {
+    Ok(arrays.iter().map(|a| concat(&[a.as_ref()])).collect::<Result<_, _>>()?)
+}
+
+/// The spill-store key prefix of window aggregate `window`.
+fn window_prefix(window: usize) -> [u8; 4] {
+    (window as u32).to_be_bytes()
+}
+
+/// The spill-store key of a partition: the window's prefix, then the partition key.
+fn store_key(window: usize, key: &[u8]) -> Vec<u8> {
+    [&window_prefix(window)[..], key].concat()
+}
+
+fn corrupt() -> SluiceError {
+    SluiceError::runtime("corrupt sliding-window state")
 }
 
 struct WindowState {
     spec: WindowAggregate,
     converter: RowConverter,
     partitions: HashMap<Box<[u8]>, Partition>,
+    /// Partitions in the spill store: key → ROWTIME of their newest row (MAX for an
+    /// unbounded frame).
+    spilled: HashMap<Box<[u8]>, Millis>,
+    /// The estimated memory of `partitions` and `spilled`: every partition's `bytes` as
+    /// last recorded, and a slot and key per spilled partition.
+    bytes: usize,
+    /// Keys of the partitions the current batch touched: their accumulators are measured
+    /// after it.
+    touched: Vec<Box<[u8]>>,
+    /// Keys of the partitions that hold rows sliced from input batches.
+    loose: Vec<Box<[u8]>>,
 }
 
 impl WindowState {
@@ -67,6 +187,179 @@ impl WindowState {
             self.spec.aggregate.create_accumulator()?
         })
     }
+
+    /// Whether a RANGE partition whose newest row is at `newest` is out of the window of
+    /// every row at or after `t`.
+    fn expired(&self, newest: Millis, t: Millis) -> bool {
+        matches!(self.spec.frame, Frame::Range(Some(n)) if newest < t.saturating_sub(n))
+    }
+
+    /// The partition of `key` for a row at `t`: in memory, read back from the spill store,
+    /// or new; stamped as used by the current batch.
+    fn partition(&mut self, window: usize, key: &[u8], t: Millis, spill: &mut KeyedSpill) -> Result<&mut Partition> {
+        if !self.partitions.contains_key(key) {
+            let p = self.load(window, key, t, spill)?;
+            self.bytes += p.bytes(key);
+            self.partitions.insert(key.into(), p);
+        }
+        let p = self.partitions.get_mut(key).expect("inserted above");
+        if p.last_used != spill.tick {
+            p.last_used = spill.tick;
+            self.touched.push(key.into());
+        }
+        Ok(p)
+    }
+
+    /// A partition for `key`, not in memory: read back (and removed) from the spill store
+    /// if it was evicted, else new.
+    fn load(&mut self, window: usize, key: &[u8], t: Millis, spill: &mut KeyedSpill) -> Result<Partition> {
+        let mut p = Partition {
+            accumulator: self.new_accumulator()?,
+            rows: VecDeque::new(),
+            row_bytes: 0,
+            acc_bytes: 0,
+            last_used: u64::MAX,
+            loose: false,
+        };
+        if let Some(newest) = self.spilled.remove(key) {
+            self.bytes -= SPILLED_SLOT + key.len();
+            let store = spill.holding()?;
+            let entry = store_key(window, key);
+            if self.expired(newest, t) {
+                store.delete_entry(&entry)?;
+            } else {
+                let arrays = store.take_entry(&entry)?.ok_or_else(corrupt)?;
+                self.rebuild(&mut p, &arrays, Some(t))?;
+            }
+        }
+        p.acc_bytes = p.accumulator.size();
+        Ok(p)
+    }
+
+    /// Adds a partition's encoded state (see [`WindowState::encode`]) to `p`. For a bounded
+    /// frame, the rows (ROWTIME, then argument values), keeping those still in the window
+    /// of a row at `t` (all if None) in compact arrays; for an unbounded frame, the
+    /// accumulator's state.
+    fn rebuild(&self, p: &mut Partition, arrays: &[ArrayRef], t: Option<Millis>) -> Result<()> {
+        if !self.spec.frame.bounded() {
+            return Ok(p.accumulator.merge_batch(arrays)?);
+        }
+        let times = arrays.first().ok_or_else(corrupt)?.as_primitive::<Int64Type>();
+        let from = match (self.spec.frame, t) {
+            (Frame::Range(Some(n)), Some(t)) => times.values().partition_point(|&t0| t0 < t.saturating_sub(n)),
+            _ => 0,
+        };
+        let len = times.len() - from;
+        if len == 0 {
+            return Ok(());
+        }
+        let args = if from == 0 {
+            arrays[1..].to_vec()
+        } else {
+            compact(&arrays[1..].iter().map(|a| a.slice(from, len)).collect::<Vec<_>>())?
+        };
+        p.accumulator.update_batch(&args)?;
+        for i in 0..len {
+            p.push(times.value(from + i), args.iter().map(|a| a.slice(i, 1)).collect());
+        }
+        Ok(())
+    }
+
+    /// A partition as arrays: its rows for a bounded frame (ROWTIME, then each argument),
+    /// its accumulator's `state()` for an unbounded one.
+    fn encode(&self, p: &mut Partition) -> Result<Vec<ArrayRef>> {
+        if !self.spec.frame.bounded() {
+            return p.accumulator.state()?.iter().map(|s| Ok(s.to_array()?)).collect();
+        }
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(p.rows.iter().map(|r| r.0)))];
+        for a in 0..p.rows.front().map_or(0, |r| r.1.len()) {
+            let parts: Vec<&dyn Array> = p.rows.iter().map(|r| r.1[a].as_ref()).collect();
+            arrays.push(concat(&parts)?);
+        }
+        Ok(arrays)
+    }
+
+    /// Takes `key`'s partition out of memory: into the spill store, or nowhere when it is
+    /// out of every future window (`now`: the newest ROWTIME seen). Returns the bytes
+    /// written (None when dropped).
+    fn evict(&mut self, window: usize, key: &[u8], now: Millis, spill: &mut KeyedSpill) -> Result<Option<usize>> {
+        let Some(mut p) = self.partitions.remove(key) else {
+            return Ok(None);
+        };
+        self.bytes -= p.bytes(key);
+        let newest = p.rows.back().map(|r| r.0);
+        if self.spec.frame.bounded() && newest.is_none_or(|t| self.expired(t, now)) {
+            return Ok(None);
+        }
+        let arrays = self.encode(&mut p)?;
+        drop(p);
+        let written = spill.store()?.put_entry(&store_key(window, key), &arrays)?;
+        self.spilled.insert(key.into(), newest.unwrap_or(Millis::MAX));
+        self.bytes += SPILLED_SLOT + key.len();
+        Ok(Some(written))
+    }
+
+    /// Drops the RANGE partitions, in memory or spilled, that are out of every future
+    /// window (`now`: the newest ROWTIME seen).
+    fn drop_expired(&mut self, window: usize, now: Millis, spill: &mut KeyedSpill) -> Result<()> {
+        let Frame::Range(Some(n)) = self.spec.frame else {
+            return Ok(());
+        };
+        let horizon = now.saturating_sub(n);
+        let mut freed = 0;
+        self.partitions.retain(|key, p| {
+            let keep = p.rows.back().is_some_and(|r| r.0 >= horizon);
+            if !keep {
+                freed += p.bytes(key);
+            }
+            keep
+        });
+        self.bytes -= freed;
+        let dead: Vec<Box<[u8]>> = self
+            .spilled
+            .iter()
+            .filter(|(_, newest)| **newest < horizon)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in dead {
+            self.spilled.remove(&key);
+            self.bytes -= SPILLED_SLOT + key.len();
+            spill.holding()?.delete_entry(&store_key(window, &key))?;
+        }
+        Ok(())
+    }
+
+    /// Copies the rows of partitions that hold slices of input batches into arrays of the
+    /// partition's own, so that they no longer keep those batches' buffers alive.
+    fn compact_loose(&mut self) -> Result<()> {
+        for key in std::mem::take(&mut self.loose) {
+            let Some(p) = self.partitions.get_mut(&key) else {
+                continue;
+            };
+            if !std::mem::replace(&mut p.loose, false) {
+                continue;
+            }
+            for a in 0..p.rows.front().map_or(0, |r| r.1.len()) {
+                let parts: Vec<&dyn Array> = p.rows.iter().map(|r| r.1[a].as_ref()).collect();
+                let whole = concat(&parts)?;
+                for (i, row) in p.rows.iter_mut().enumerate() {
+                    row.1[a] = whole.slice(i, 1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Measures the accumulators of the partitions the current batch touched.
+    fn settle(&mut self) {
+        for key in std::mem::take(&mut self.touched) {
+            if let Some(p) = self.partitions.get_mut(&key) {
+                let size = p.accumulator.size();
+                self.bytes = self.bytes + size - p.acc_bytes;
+                p.acc_bytes = size;
+            }
+        }
+    }
 }
 
 pub struct SlidingWindowOp {
@@ -75,6 +368,9 @@ pub struct SlidingWindowOp {
     input_columns: usize,
     /// Input columns, one column per window aggregate, ROWTIME.
     output_schema: SchemaRef,
+    spill: KeyedSpill,
+    /// The newest ROWTIME seen.
+    now: Millis,
 }
 
 impl SlidingWindowOp {
@@ -89,6 +385,10 @@ impl SlidingWindowOp {
                 converter: RowConverter::new(key_types.into_iter().map(SortField::new).collect())?,
                 spec,
                 partitions: HashMap::new(),
+                spilled: HashMap::new(),
+                bytes: 0,
+                touched: Vec::new(),
+                loose: Vec::new(),
             };
             let probe = state.new_accumulator()?;
             if state.spec.frame.bounded() && !probe.supports_retract_batch() {
@@ -104,12 +404,91 @@ impl SlidingWindowOp {
             windows: states,
             input_columns,
             output_schema,
+            spill: KeyedSpill::default(),
+            now: Millis::MIN,
         })
+    }
+
+    /// The statistics of spilling so far.
+    pub fn spill_stats(&self) -> SpillStats {
+        self.spill.stats()
+    }
+
+    /// The estimated memory of the state now.
+    pub fn state_bytes(&self) -> usize {
+        self.windows.iter().map(|w| w.bytes).sum()
+    }
+
+    /// Partitions in the spill store now, over all window aggregates.
+    pub fn spilled_partitions(&self) -> usize {
+        self.windows.iter().map(|w| w.spilled.len()).sum()
+    }
+
+    /// Measures what the last batch changed and, past the budget, drops expired RANGE
+    /// partitions and evicts the least recently used ones down to the low-water mark.
+    fn enforce_budget(&mut self) -> Result<()> {
+        for w in &mut self.windows {
+            w.settle();
+        }
+        let before = self.state_bytes();
+        let Some(target) = self.spill.over_budget(before) else {
+            if self.spill.budgeted() && self.spill.tick.is_multiple_of(COMPACT_EVERY) {
+                for w in &mut self.windows {
+                    w.compact_loose()?;
+                }
+            }
+            return Ok(());
+        };
+        for (i, w) in self.windows.iter_mut().enumerate() {
+            w.drop_expired(i, self.now, &mut self.spill)?;
+        }
+        let mut size = self.state_bytes();
+        let (mut entries, mut written) = (0usize, 0u64);
+        if size > target {
+            // Least recently used first; take just enough to get down to the target.
+            let mut order: Vec<(u64, usize, &[u8], usize)> = self
+                .windows
+                .iter()
+                .enumerate()
+                .flat_map(|(i, w)| {
+                    w.partitions
+                        .iter()
+                        .map(move |(k, p)| (p.last_used, i, k.as_ref(), p.bytes(k) - SPILLED_SLOT - k.len()))
+                })
+                .collect();
+            order.sort_unstable_by_key(|v| (v.0, v.1));
+            let mut freed = 0;
+            let victims: Vec<(usize, Box<[u8]>)> = order
+                .into_iter()
+                .take_while(|v| {
+                    let more = size.saturating_sub(freed) > target;
+                    freed += v.3;
+                    more
+                })
+                .map(|v| (v.1, v.2.into()))
+                .collect();
+            for (i, key) in victims {
+                if let Some(bytes) = self.windows[i].evict(i, &key, self.now, &mut self.spill)? {
+                    entries += 1;
+                    written += bytes as u64;
+                }
+            }
+            size = self.state_bytes();
+        }
+        if entries > 0 {
+            self.spill.record("sliding-window", before, size, entries, written);
+        }
+        for w in &mut self.windows {
+            w.compact_loose()?;
+        }
+        Ok(())
     }
 }
 
 fn window_values(
     state: &mut WindowState,
+    window: usize,
+    spill: &mut KeyedSpill,
     batch: &RecordBatch,
     keys: &[ArrayRef],
     args: &[ArrayRef],
@@ -121,6 +500,8 @@ fn window_values(
     } else {
         Some(state.converter.convert_columns(keys)?)
     };
+    let frame = state.spec.frame;
+    let compacting = spill.budgeted();
     let mut values = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         let t = rowtimes.value(i);
@@ -128,23 +509,16 @@ fn window_values(
             Some(rows) => rows.row(i).data(),
             None => &[],
         };
-        if !state.partitions.contains_key(key) {
-            let accumulator = state.new_accumulator()?;
-            state.partitions.insert(
-                key.into(),
-                Partition {
-                    accumulator,
-                    rows: VecDeque::new(),
-                },
-            );
-        }
-        let partition = state.partitions.get_mut(key).expect("inserted above");
+        let partition = state.partition(window, key, t, spill)?;
         let row_args: Vec<ArrayRef> = args.iter().map(|a| a.slice(i, 1)).collect();
         partition.accumulator.update_batch(&row_args)?;
-        if state.spec.frame.bounded() {
-            partition.rows.push_back((t, row_args));
+        let (mut added, mut removed, mut newly_loose) = (0, 0, false);
+        if frame.bounded() {
+            added = partition.push(t, row_args);
+            // Only with a budget: without one, rows are never compacted.
+            newly_loose = compacting && !std::mem::replace(&mut partition.loose, true);
             loop {
-                let expired = match (state.spec.frame, partition.rows.front()) {
+                let expired = match (frame, partition.rows.front()) {
                     (Frame::Range(Some(n)), Some((t0, _))) => *t0 < t.saturating_sub(n),
                     (Frame::Rows(Some(n)), Some(_)) => partition.rows.len() as u64 > n + 1,
                     _ => false,
@@ -153,10 +527,17 @@ fn window_values(
                     break;
                 }
                 let (_, old) = partition.rows.pop_front().expect("front checked");
+                let bytes = row_bytes(&old);
+                partition.row_bytes -= bytes;
+                removed += bytes;
                 partition.accumulator.retract_batch(&old)?;
             }
         }
         values.push(partition.accumulator.evaluate()?);
+        state.bytes = state.bytes + added - removed;
+        if newly_loose {
+            state.loose.push(key.into());
+        }
     }
     Ok(ScalarValue::iter_to_array(values)?)
 }
@@ -168,35 +549,63 @@ impl Operator for SlidingWindowOp {
 
     /// Per window: for a bounded frame, the rows in it (partition key, ROWTIME,
     /// argument values), from which the accumulators are rebuilt; for an unbounded
-    /// frame, each partition's accumulator state.
+    /// frame, each partition's accumulator state. Spilled partitions are read back into
+    /// the same layout, after the ones in memory.
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>> {
         let mut sections = Vec::with_capacity(self.windows.len());
-        for w in &mut self.windows {
-            let mut keys: Vec<&[u8]> = Vec::new();
-            let mut times = Vec::new();
+        let store = self.spill.existing();
+        for (index, w) in self.windows.iter_mut().enumerate() {
+            let mut keys = BinaryBuilder::new();
+            let mut times: Vec<Millis> = Vec::new();
+            // Argument columns in chunks: one per in-memory row, one per spilled partition.
             let mut columns: Vec<Vec<ArrayRef>> = Vec::new();
             let bounded = w.spec.frame.bounded();
             let mut states: Vec<Vec<ScalarValue>> = Vec::new();
             for (key, p) in w.partitions.iter_mut() {
                 if bounded {
                     for (t, args) in &p.rows {
-                        keys.push(key);
+                        keys.append_value(key);
                         times.push(*t);
                         columns.push(args.clone());
                     }
                 } else {
-                    keys.push(key);
+                    keys.append_value(key);
                     states.push(p.accumulator.state()?);
                 }
             }
-            let mut section: Vec<ArrayRef> = vec![Arc::new(BinaryArray::from(keys))];
+            if let Some(store) = store
+                && !w.spilled.is_empty()
+            {
+                store.for_each_entry(&window_prefix(index), |key, arrays| {
+                    if bounded {
+                        let t = arrays.first().ok_or_else(corrupt)?.as_primitive::<Int64Type>();
+                        for _ in 0..t.len() {
+                            keys.append_value(key);
+                        }
+                        times.extend(t.values().iter().copied());
+                        if !t.is_empty() {
+                            columns.push(arrays[1..].to_vec());
+                        }
+                    } else {
+                        keys.append_value(key);
+                        states.push(
+                            arrays
+                                .iter()
+                                .map(|a| ScalarValue::try_from_array(a, 0))
+                                .collect::<Result<_, _>>()?,
+                        );
+                    }
+                    Ok(())
+                })?;
+            }
+            let mut section: Vec<ArrayRef> = vec![Arc::new(keys.finish())];
             if bounded {
                 section.push(Arc::new(Int64Array::from(times)));
                 // with no rows there is nothing to rebuild from: keys and times suffice
                 if !columns.is_empty() {
                     for a in 0..columns[0].len() {
                         let parts: Vec<&dyn Array> = columns.iter().map(|c| c[a].as_ref()).collect();
-                        section.push(datafusion::arrow::compute::concat(&parts)?);
+                        section.push(concat(&parts)?);
                     }
                 }
             } else if let Some(first) = states.first() {
@@ -209,49 +618,70 @@ impl Operator for SlidingWindowOp {
         Ok(Some(crate::state::snapshot::encode(&sections)?))
     }
 
+    /// Loads partition by partition through the memory budget: past it, partitions are
+    /// evicted as after a batch.
     fn restore(&mut self, state: &[u8]) -> Result<()> {
         let sections = crate::state::snapshot::decode(state)?;
         if sections.len() != self.windows.len() {
-            return Err(SluiceError::runtime("corrupt sliding-window state"));
+            return Err(corrupt());
         }
-        for (w, section) in self.windows.iter_mut().zip(sections) {
-            let Some(keys) = section.first() else { continue };
-            let keys = keys.as_binary::<i32>();
-            if w.spec.frame.bounded() {
-                let times = section[1].as_primitive::<Int64Type>();
-                for i in 0..keys.len() {
-                    let key = keys.value(i);
-                    if !w.partitions.contains_key(key) {
-                        let accumulator = w.new_accumulator()?;
-                        w.partitions.insert(
-                            key.into(),
-                            Partition {
-                                accumulator,
-                                rows: VecDeque::new(),
-                            },
-                        );
-                    }
-                    let p = w.partitions.get_mut(key).expect("inserted above");
-                    let args: Vec<ArrayRef> = section[2..].iter().map(|a| a.slice(i, 1)).collect();
-                    p.accumulator.update_batch(&args)?;
-                    p.rows.push_back((times.value(i), args));
-                }
-            } else {
-                for i in 0..keys.len() {
-                    let mut accumulator = w.new_accumulator()?;
-                    let state: Vec<ArrayRef> = section[1..].iter().map(|a| a.slice(i, 1)).collect();
-                    accumulator.merge_batch(&state)?;
-                    w.partitions.insert(
-                        keys.value(i).into(),
-                        Partition {
-                            accumulator,
-                            rows: VecDeque::new(),
-                        },
-                    );
-                }
+        // The newest ROWTIME the snapshot holds: no later row is older.
+        for (w, section) in self.windows.iter().zip(&sections) {
+            if w.spec.frame.bounded()
+                && let Some(times) = section.get(1)
+                && let Some(t) = times.as_primitive::<Int64Type>().values().iter().max()
+            {
+                self.now = self.now.max(*t);
             }
         }
+        for (index, section) in sections.iter().enumerate() {
+            let Some(keys) = section.first() else { continue };
+            let keys = keys.as_binary::<i32>();
+            let bounded = self.windows[index].spec.frame.bounded();
+            let mut start = 0;
+            while start < keys.len() {
+                let key = keys.value(start);
+                let w = &mut self.windows[index];
+                if bounded {
+                    // The run of rows of one partition (a snapshot writes them together).
+                    let mut end = start + 1;
+                    while end < keys.len() && keys.value(end) == key {
+                        end += 1;
+                    }
+                    let rows = compact(
+                        &section[1..]
+                            .iter()
+                            .map(|a| a.slice(start, end - start))
+                            .collect::<Vec<_>>(),
+                    )?;
+                    let t = rows[0].as_primitive::<Int64Type>().value(0);
+                    w.partition(index, key, t, &mut self.spill)?;
+                    let mut p = w.partitions.remove(key).expect("loaded above");
+                    w.bytes -= p.bytes(key);
+                    w.rebuild(&mut p, &rows, None)?;
+                    w.bytes += p.bytes(key);
+                    w.partitions.insert(key.into(), p);
+                    start = end;
+                } else {
+                    let state: Vec<ArrayRef> = section[1..].iter().map(|a| a.slice(start, 1)).collect();
+                    w.partition(index, key, Millis::MIN, &mut self.spill)?
+                        .accumulator
+                        .merge_batch(&state)?;
+                    start += 1;
+                }
+                self.enforce_budget()?;
+            }
+        }
+        self.spill.publish_peak();
         Ok(())
+    }
+
+    fn spills(&self) -> bool {
+        true
+    }
+
+    fn set_memory_budget(&mut self, config: SpillConfig) {
+        self.spill.configure(config);
     }
 
     fn on_batch(&mut self, batch: RecordBatch, ctx: &mut OpContext) -> Result<Vec<RecordBatch>> {
@@ -286,11 +716,212 @@ impl Operator for SlidingWindowOp {
         if kept.num_rows() == 0 {
             return Ok(vec![]);
         }
+        self.spill.tick += 1;
         let mut columns: Vec<ArrayRef> = kept.columns()[..self.input_columns].to_vec();
-        for (state, (keys, args)) in self.windows.iter_mut().zip(evaluated) {
-            columns.push(window_values(state, &kept, &keys, &args)?);
+        for (index, (state, (keys, args))) in self.windows.iter_mut().zip(evaluated).enumerate() {
+            columns.push(window_values(state, index, &mut self.spill, &kept, &keys, &args)?);
         }
+        let rowtimes = rowtime_column(&kept);
+        self.now = self.now.max(rowtimes.value(rowtimes.len() - 1));
         columns.push(Arc::clone(kept.column(kept.num_columns() - 1)));
+        self.enforce_budget()?;
+        self.spill.publish_peak();
         Ok(vec![super::eval::conform(&self.output_schema, columns)?])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{StringArray, TimestampMillisecondArray};
+    use datafusion::arrow::compute::concat_batches;
+    use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
+    use datafusion::functions_aggregate::{count::count_udaf, min_max::max_udaf, min_max::min_udaf, sum::sum_udaf};
+    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion::physical_expr::expressions::Column;
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::error::ErrorRow;
+
+    fn input_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("K", DataType::Utf8, true),
+            Field::new("V", DataType::Int64, true),
+            Field::new("ROWTIME", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        ]))
+    }
+
+    /// `SUM(V)` and `MIN(K)` over `PARTITION BY K RANGE INTERVAL '10' SECOND PRECEDING`,
+    /// `COUNT(V)` over `PARTITION BY K ROWS 3 PRECEDING`, `MAX(V)` over `PARTITION BY K
+    /// ROWS UNBOUNDED PRECEDING` and `SUM(V)` over the whole stream's last 2 seconds: every
+    /// kind of frame, string and integer arguments.
+    fn operator() -> SlidingWindowOp {
+        let input = input_schema();
+        let key: Arc<dyn PhysicalExpr> = Arc::new(Column::new("K", 0));
+        let v: Arc<dyn PhysicalExpr> = Arc::new(Column::new("V", 1));
+        let windows = [
+            (sum_udaf(), &v, Frame::Range(Some(10_000)), true, DataType::Int64),
+            (min_udaf(), &key, Frame::Range(Some(10_000)), true, DataType::Utf8),
+            (count_udaf(), &v, Frame::Rows(Some(3)), true, DataType::Int64),
+            (max_udaf(), &v, Frame::Rows(None), true, DataType::Int64),
+            (sum_udaf(), &v, Frame::Range(Some(2_000)), false, DataType::Int64),
+        ];
+        let mut fields = vec![
+            Field::new("K", DataType::Utf8, true),
+            Field::new("V", DataType::Int64, true),
+        ];
+        let mut specs = Vec::new();
+        for (i, (f, arg, frame, partitioned, ty)) in windows.into_iter().enumerate() {
+            let aggregate = AggregateExprBuilder::new(f, vec![Arc::clone(arg)])
+                .schema(Arc::clone(&input))
+                .alias(format!("a{i}"))
+                .build()
+                .unwrap();
+            fields.push(Field::new(format!("a{i}"), ty, true));
+            let (partition_by, key_types) = if partitioned {
+                (vec![Arc::clone(&key)], vec![DataType::Utf8])
+            } else {
+                (vec![], vec![])
+            };
+            specs.push((
+                WindowAggregate {
+                    aggregate: Arc::new(aggregate),
+                    partition_by,
+                    frame,
+                },
+                key_types,
+            ));
+        }
+        fields.push(Field::new(
+            "ROWTIME",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ));
+        SlidingWindowOp::new(specs, 2, Arc::new(Schema::new(fields))).unwrap()
+    }
+
+    /// 60 batches of 400 rows over 3000 keys (some NULL keys and values), ROWTIME rising
+    /// by 0 to 2 ms a row: about 8 rows a key over 24 s, about 3 in a 10 s window. A batch
+    /// touches a small share of the keys, as in a stream with many more keys than a batch.
+    fn input(seed: u64) -> Vec<RecordBatch> {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut t = 1_709_280_000_000i64;
+        (0..60)
+            .map(|_| {
+                let (mut k, mut v, mut ts) = (Vec::new(), Vec::new(), Vec::new());
+                for _ in 0..400 {
+                    t += rng.random_range(0..3);
+                    k.push((rng.random_range(0..50) > 0).then(|| format!("k{}", rng.random_range(0..3000))));
+                    v.push((rng.random_range(0..20) > 0).then(|| rng.random_range(-1000i64..1000)));
+                    ts.push(t);
+                }
+                RecordBatch::try_new(
+                    input_schema(),
+                    vec![
+                        Arc::new(StringArray::from(k)),
+                        Arc::new(Int64Array::from(v)),
+                        Arc::new(TimestampMillisecondArray::from(ts)),
+                    ],
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    fn config(budget: Option<usize>, dir: &std::path::Path) -> SpillConfig {
+        SpillConfig {
+            budget_bytes: budget,
+            dir: dir.to_path_buf(),
+            app: "unit".into(),
+            pump: "P".into(),
+        }
+    }
+
+    fn feed(op: &mut SlidingWindowOp, batches: &[RecordBatch]) -> Vec<RecordBatch> {
+        let mut errors: Vec<ErrorRow> = Vec::new();
+        let mut ctx = OpContext {
+            pump: "P",
+            errors: &mut errors,
+        };
+        let out = batches
+            .iter()
+            .flat_map(|b| op.on_batch(b.clone(), &mut ctx).unwrap())
+            .collect();
+        assert!(errors.is_empty());
+        out
+    }
+
+    fn all(batches: &[RecordBatch]) -> RecordBatch {
+        concat_batches(&batches[0].schema(), batches).unwrap()
+    }
+
+    #[test]
+    fn a_budget_a_quarter_of_the_state_spills_and_emits_the_same_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let batches = input(7);
+        let mut unlimited = operator();
+        unlimited.set_memory_budget(config(None, dir.path()));
+        let expected = feed(&mut unlimited, &batches);
+        let peak = unlimited.spill_stats().peak_state_bytes;
+        assert_eq!(unlimited.spill_stats().spills, 0);
+
+        let budget = peak / 4;
+        let mut spilling = operator();
+        spilling.set_memory_budget(config(Some(budget), dir.path()));
+        let actual = feed(&mut spilling, &batches);
+        let stats = spilling.spill_stats();
+        eprintln!("unspilled peak {peak} bytes, budget {budget}: {stats:?}");
+        assert!(stats.spills >= 3, "{stats:?}");
+        assert!(stats.spilled_bytes > 0);
+        assert!(spilling.spilled_partitions() > 0);
+        // Over the budget by at most one batch's growth.
+        assert!(stats.peak_state_bytes < peak / 2, "{stats:?}, unspilled peak {peak}");
+        assert!(
+            spilling.state_bytes() <= budget,
+            "{} > {budget}",
+            spilling.state_bytes()
+        );
+        assert_eq!(all(&actual), all(&expected));
+        drop(spilling);
+        assert_eq!(std::fs::read_dir(dir.path()).map(|d| d.count()).unwrap_or(0), 0);
+    }
+
+    #[test]
+    fn a_checkpoint_of_spilled_partitions_restores_and_does_not_change_the_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let batches = input(11);
+        let mut unlimited = operator();
+        let expected = all(&feed(&mut unlimited, &batches));
+        let budget = unlimited.spill_stats().peak_state_bytes / 5;
+
+        let cut = 37;
+        let mut first = operator();
+        first.set_memory_budget(config(Some(budget), dir.path()));
+        let mut out = feed(&mut first, &batches[..cut]);
+        assert!(first.spilled_partitions() > 0);
+        let snapshot = first.snapshot().unwrap().unwrap();
+
+        // The operator that took the snapshot goes on unchanged...
+        let mut same = out.clone();
+        same.extend(feed(&mut first, &batches[cut..]));
+        assert_eq!(all(&same), expected);
+
+        // ...one restored from it with the budget spills while it loads and finishes the
+        // same way...
+        let mut restored = operator();
+        restored.set_memory_budget(config(Some(budget), dir.path()));
+        restored.restore(&snapshot).unwrap();
+        assert!(restored.spill_stats().spills > 0, "a restore spills what does not fit");
+        assert!(restored.state_bytes() <= budget);
+        let mut rest = out.clone();
+        rest.extend(feed(&mut restored, &batches[cut..]));
+        assert_eq!(all(&rest), expected);
+
+        // ...and so does one without a budget.
+        let mut whole = operator();
+        whole.restore(&snapshot).unwrap();
+        out.extend(feed(&mut whole, &batches[cut..]));
+        assert_eq!(all(&out), expected);
     }
 }

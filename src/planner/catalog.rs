@@ -31,8 +31,9 @@ pub struct Relation {
 
 pub struct Catalog {
     relations: HashMap<String, Relation>,
-    /// The rows of each reference table, loaded when the application is planned.
-    table_data: HashMap<String, datafusion::arrow::array::RecordBatch>,
+    /// The rows of each reference table: loaded when the application is planned, and
+    /// replaced by refreshes while it runs (each join reads the current version).
+    table_data: HashMap<String, Arc<super::reference::ReferenceData>>,
     state: SessionState,
 }
 
@@ -56,11 +57,11 @@ impl Catalog {
         self.relations.insert(name.to_string(), relation);
     }
 
-    pub fn set_table_data(&mut self, name: &str, batch: datafusion::arrow::array::RecordBatch) {
-        self.table_data.insert(name.to_string(), batch);
+    pub fn set_table_data(&mut self, name: &str, data: Arc<super::reference::ReferenceData>) {
+        self.table_data.insert(name.to_string(), data);
     }
 
-    pub fn table_data(&self, name: &str) -> Option<&datafusion::arrow::array::RecordBatch> {
+    pub fn table_data(&self, name: &str) -> Option<&Arc<super::reference::ReferenceData>> {
         self.table_data.get(name)
     }
 

@@ -19,7 +19,7 @@ use super::markers::STAGGER_WINDOW;
 use crate::error::{Result, SluiceError};
 use crate::operators::Operator;
 use crate::operators::filter::FilterOp;
-use crate::operators::lookup_join::{IndexedTable, LookupJoinOp};
+use crate::operators::lookup_join::LookupJoinOp;
 use crate::operators::project::ProjectOp;
 use crate::operators::sliding::{Frame, SlidingWindowOp, WindowAggregate};
 use crate::operators::stagger::StaggerAggregateOp;
@@ -400,10 +400,10 @@ fn lower_join(join: &datafusion::logical_expr::Join, catalog: &Catalog, at: At) 
     let data = catalog
         .table_data(&table)
         .ok_or_else(|| at.error(format!("reference table \"{table}\" has no data")))?;
-    let indexed = Arc::new(IndexedTable::new(data.clone(), &build_keys)?);
     let output_schema = with_rowtime(&join.schema);
     lowered.ops.push(Box::new(LookupJoinOp::new(
-        indexed,
+        Arc::clone(data),
+        build_keys,
         probe_keys,
         join.left.schema().fields().len(),
         left_outer,

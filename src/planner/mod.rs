@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod lower;
 pub mod markers;
+pub mod reference;
 pub mod table_function;
 
 use std::sync::Arc;
@@ -50,6 +51,9 @@ pub struct PumpPlan {
 pub struct ApplicationPlan {
     pub streams: Vec<StreamDecl>,
     pub pumps: Vec<PumpPlan>,
+    /// The reference tables, loaded; the joins read their current version per batch and
+    /// the runtime refreshes them.
+    pub references: Vec<Arc<reference::ReferenceData>>,
 }
 
 impl ApplicationPlan {
@@ -92,6 +96,7 @@ pub fn plan_application(app: &AppSpec) -> Result<ApplicationPlan> {
     let statements = dialect::parse_script(&app.sql)?;
     let mut catalog = Catalog::new()?;
     let mut streams: Vec<StreamDecl> = Vec::new();
+    let mut references = Vec::new();
     let declare = |streams: &mut Vec<StreamDecl>, catalog: &mut Catalog, decl: StreamDecl| {
         catalog.add(
             &decl.name,
@@ -105,7 +110,10 @@ pub fn plan_application(app: &AppSpec) -> Result<ApplicationPlan> {
     };
     for input in &app.inputs {
         let columns = input.schema.column_defs();
-        for name in input.stream_names() {
+        // An input's late stream has the input's columns (ROWTIME: the watermark that
+        // found the row late); the application selects from it like from the input.
+        let late = input.event_time.as_ref().and_then(|e| e.late_stream.clone());
+        for name in input.stream_names().into_iter().chain(late) {
             let schema = stream_schema(&columns, true);
             declare(
                 &mut streams,
@@ -136,7 +144,10 @@ pub fn plan_application(app: &AppSpec) -> Result<ApplicationPlan> {
                 columns,
             },
         );
-        catalog.set_table_data(&reference.table, load_reference(reference)?);
+        // KDA loads reference data when the application starts; failing that, it does not start.
+        let data = Arc::new(reference::ReferenceData::load(reference)?);
+        catalog.set_table_data(&reference.table, Arc::clone(&data));
+        references.push(data);
     }
     let mut pumps = Vec::new();
     for statement in statements {
@@ -180,27 +191,11 @@ pub fn plan_application(app: &AppSpec) -> Result<ApplicationPlan> {
         kind: RelationKind::Stream,
         columns: vec![],
     });
-    Ok(ApplicationPlan { streams, pumps })
-}
-
-/// Loads a reference table's rows (KDA loads them when the application starts). Rows
-/// that do not fit the schema are logged and left out.
-fn load_reference(reference: &crate::app::ReferenceSpec) -> Result<datafusion::arrow::array::RecordBatch> {
-    let bytes = std::fs::read(&reference.path).map_err(|source| SluiceError::Io {
-        path: reference.path.display().to_string(),
-        source,
-    })?;
-    let (batch, errors) = crate::connectors::formats::decode_table(
-        &reference.schema,
-        &bytes,
-        reference.skip_header_lines,
-        &reference.table,
-    )?;
-    for e in &errors {
-        tracing::warn!(table = %reference.table, "reference row left out: {}", e.message);
-    }
-    tracing::info!(table = %reference.table, rows = batch.num_rows(), "reference table loaded");
-    Ok(batch)
+    Ok(ApplicationPlan {
+        streams,
+        pumps,
+        references,
+    })
 }
 
 /// Plans one query into a DataFusion logical plan, analysed (types coerced).

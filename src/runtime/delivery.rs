@@ -17,6 +17,17 @@
 //! parts when every participant has finished, see `Coordinator::commit_final`), then
 //! publishes. A crash during that last publish is like any other: the restart restores
 //! the final checkpoint and publishes those rows again, identical.
+//!
+//! Epoch ids travel with the rows: after publishing an epoch the task calls
+//! `Sink::end_epoch(id)`, and the part records which rows belong to which epoch, so a
+//! restart replays each restored epoch with its own id and rows (an S3 sink names its
+//! objects after the epoch, and the replay overwrites them instead of adding copies).
+//! Rows after the last barrier (the end of the stream) are epoch `u64::MAX`.
+//!
+//! The part is `snapshot::frame` of [inner sink state, held rows (one Arrow IPC batch,
+//! oldest epoch first), identity counts, epochs]; epochs is (id, row count) pairs as
+//! little-endian u64s. A part saved before epochs were recorded has only the first three:
+//! its rows are restored as one epoch, id 0.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -39,8 +50,8 @@ pub struct Holdback {
     identity: RowIdentity,
     /// The stream's columns, `ROW_ID`, ROWTIME: the rows held back.
     schema: SchemaRef,
-    /// Rows a restored checkpoint held back: published before anything else.
-    restored: Vec<RecordBatch>,
+    /// Epochs a restored checkpoint held back: published before anything else.
+    restored: Vec<(u64, Vec<RecordBatch>)>,
     /// Rows received since the last barrier.
     open: Vec<RecordBatch>,
     /// Rows of closed epochs, waiting for their checkpoint's commit, oldest first.
@@ -63,18 +74,22 @@ impl Holdback {
             return Ok((holdback, None));
         };
         let corrupt = || SluiceError::runtime(format!("corrupt exactly-once state of output {stream}"));
-        let [inner, rows, identity] =
-            <[Option<Vec<u8>>; 3]>::try_from(snapshot::unframe(saved)?).map_err(|_| corrupt())?;
+        let mut sections = snapshot::unframe(saved)?.into_iter();
+        let (inner, rows, identity) = (sections.next().flatten(), sections.next().flatten(), sections.next());
+        let epochs = match sections.next() {
+            Some(epochs) => decode_epochs(epochs.as_deref().unwrap_or_default()).ok_or_else(corrupt)?,
+            None => vec![(0, usize::MAX)],
+        };
+        let mut held = Vec::new();
         if let Some(rows) = rows {
             for arrays in snapshot::decode(&rows)? {
                 if !arrays.is_empty() {
-                    holdback
-                        .restored
-                        .push(RecordBatch::try_new(Arc::clone(&holdback.schema), arrays)?);
+                    held.push(RecordBatch::try_new(Arc::clone(&holdback.schema), arrays)?);
                 }
             }
         }
-        holdback.identity.restore(&identity.ok_or_else(corrupt)?)?;
+        holdback.restored = split_epochs(&holdback.schema, &held, &epochs)?.ok_or_else(corrupt)?;
+        holdback.identity.restore(&identity.flatten().ok_or_else(corrupt)?)?;
         Ok((holdback, inner))
     }
 
@@ -94,55 +109,106 @@ impl Holdback {
 
     /// Rows held back, in every epoch.
     pub fn pending_rows(&self) -> usize {
-        let closed = self.closed.iter().flat_map(|(_, b)| b);
-        self.restored
-            .iter()
-            .chain(closed)
-            .chain(&self.open)
-            .map(|b| b.num_rows())
-            .sum()
+        self.held().map(|(_, b)| b.num_rows()).sum()
+    }
+
+    /// Every held-back batch with its epoch, oldest first (open rows as epoch `u64::MAX`).
+    fn held(&self) -> impl Iterator<Item = (u64, &RecordBatch)> {
+        let epochs = self.restored.iter().chain(&self.closed);
+        let epochs = epochs.flat_map(|(id, batches)| batches.iter().map(move |b| (*id, b)));
+        epochs.chain(self.open.iter().map(|b| (u64::MAX, b)))
     }
 
     /// Publishes the restored rows and the epochs up to `committed`, oldest first.
     pub async fn publish_through(&mut self, sink: &mut dyn Sink, committed: u64, metrics: &Metrics) -> Result<()> {
-        for batch in std::mem::take(&mut self.restored) {
-            publish(sink, &batch, metrics).await?;
+        for (id, batches) in std::mem::take(&mut self.restored) {
+            publish(sink, id, &batches, metrics).await?;
         }
         while self.closed.front().is_some_and(|(id, _)| *id <= committed) {
-            let (_, batches) = self.closed.pop_front().expect("checked above");
-            for batch in &batches {
-                publish(sink, batch, metrics).await?;
-            }
+            let (id, batches) = self.closed.pop_front().expect("checked above");
+            publish(sink, id, &batches, metrics).await?;
         }
         Ok(())
     }
 
     /// The checkpoint part: the wrapped sink's state (taken now, so a file's length is
-    /// its length before every row still held back), the held-back rows, the counts.
+    /// its length before every row still held back), the held-back rows, the counts and
+    /// which rows are which epoch's.
     pub async fn part(&mut self, sink: &mut dyn Sink) -> Result<Vec<u8>> {
         let inner = sink.checkpoint().await?;
-        let held: Vec<&RecordBatch> = self
-            .restored
-            .iter()
-            .chain(self.closed.iter().flat_map(|(_, b)| b))
-            .chain(&self.open)
-            .collect();
+        let mut epochs: Vec<(u64, usize)> = Vec::new();
+        for (id, batch) in self.held() {
+            match epochs.last_mut() {
+                Some((last, rows)) if *last == id => *rows += batch.num_rows(),
+                _ => epochs.push((id, batch.num_rows())),
+            }
+        }
+        let held: Vec<&RecordBatch> = self.held().map(|(_, b)| b).collect();
         let rows = if held.is_empty() {
             None
         } else {
             let all = concat_batches(&self.schema, held)?;
             Some(snapshot::encode(&[all.columns().to_vec()])?)
         };
-        Ok(snapshot::frame(&[inner, rows, Some(self.identity.snapshot()?)]))
+        Ok(snapshot::frame(&[
+            inner,
+            rows,
+            Some(self.identity.snapshot()?),
+            Some(encode_epochs(&epochs)),
+        ]))
     }
 }
 
-async fn publish(sink: &mut dyn Sink, batch: &RecordBatch, metrics: &Metrics) -> Result<()> {
-    sink.write(batch).await?;
-    metrics
-        .rows_out
-        .fetch_add(batch.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
-    Ok(())
+/// Publishes one epoch's rows, then tells the sink the epoch is complete.
+async fn publish(sink: &mut dyn Sink, epoch: u64, batches: &[RecordBatch], metrics: &Metrics) -> Result<()> {
+    for batch in batches {
+        sink.write(batch).await?;
+        metrics
+            .rows_out
+            .fetch_add(batch.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+    sink.end_epoch(epoch).await
+}
+
+fn encode_epochs(epochs: &[(u64, usize)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(epochs.len() * 16);
+    for (id, rows) in epochs {
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&(*rows as u64).to_le_bytes());
+    }
+    out
+}
+
+/// The rows of one epoch: its checkpoint id and its batches.
+type Epoch = (u64, Vec<RecordBatch>);
+
+fn decode_epochs(bytes: &[u8]) -> Option<Vec<(u64, usize)>> {
+    if !bytes.len().is_multiple_of(16) {
+        return None;
+    }
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    Some(
+        bytes
+            .chunks_exact(16)
+            .map(|c| (word(&c[..8]), word(&c[8..]) as usize))
+            .collect(),
+    )
+}
+
+/// Deals the restored rows out to their epochs (`usize::MAX` rows: all that are left);
+/// None when the counts do not add up to the rows.
+fn split_epochs(schema: &SchemaRef, held: &[RecordBatch], epochs: &[(u64, usize)]) -> Result<Option<Vec<Epoch>>> {
+    let all = concat_batches(schema, held)?;
+    let mut at = 0;
+    let mut out = Vec::with_capacity(epochs.len());
+    for &(id, rows) in epochs {
+        let rows = rows.min(all.num_rows() - at);
+        if rows > 0 {
+            out.push((id, vec![all.slice(at, rows)]));
+        }
+        at += rows;
+    }
+    Ok((at == all.num_rows()).then_some(out))
 }
 
 /// The exactly-once counterpart of `run_sink`: holds rows back until the checkpoint that
@@ -279,6 +345,67 @@ mod tests {
         };
         assert_eq!(id(&again, 0), id(&sink, 1));
         assert!(id(&again, 0).starts_with("OUT:3:"));
+    }
+
+    /// Records each write's values and each `end_epoch`.
+    #[derive(Default)]
+    struct EpochLog(Vec<String>);
+
+    impl Sink for EpochLog {
+        fn write<'a>(&'a mut self, batch: &'a RecordBatch) -> futures::future::BoxFuture<'a, Result<()>> {
+            let values = batch
+                .column(0)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            self.0.extend(values.values().iter().map(|v| v.to_string()));
+            Box::pin(async { Ok(()) })
+        }
+        fn finish(&mut self) -> futures::future::BoxFuture<'_, Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn end_epoch(&mut self, checkpoint: u64) -> futures::future::BoxFuture<'_, Result<()>> {
+            self.0.push(format!("end {checkpoint}"));
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restore_replays_each_epoch_with_its_id_and_rows() {
+        let metrics = Metrics::new("t");
+        let (mut held, _) = Holdback::restore("OUT", &schema(), None).unwrap();
+        held.hold(&batch(&[1, 2])).unwrap();
+        held.hold(&batch(&[3])).unwrap();
+        held.close_epoch(4);
+        held.hold(&batch(&[5])).unwrap();
+        held.close_epoch(5);
+        held.hold(&batch(&[6])).unwrap();
+        held.close_epoch(u64::MAX);
+        let mut first = EpochLog::default();
+        held.publish_through(&mut first, 4, &metrics).await.unwrap();
+        assert_eq!(first.0, ["1", "2", "3", "end 4"]);
+        let part = held.part(&mut first).await.unwrap();
+        held.publish_through(&mut first, u64::MAX, &metrics).await.unwrap();
+
+        let (mut restored, _) = Holdback::restore("OUT", &schema(), Some(&part)).unwrap();
+        let mut replay = EpochLog::default();
+        restored.publish_through(&mut replay, 0, &metrics).await.unwrap();
+        assert_eq!(replay.0, ["5", "end 5", "6", "end 18446744073709551615"]);
+        assert_eq!(first.0[4..], replay.0[..], "the replay is what the first run published");
+    }
+
+    #[tokio::test]
+    async fn a_part_saved_before_epochs_were_recorded_restores_as_one_epoch() {
+        let metrics = Metrics::new("t");
+        let (mut held, _) = Holdback::restore("OUT", &schema(), None).unwrap();
+        held.hold(&batch(&[7, 8])).unwrap();
+        held.close_epoch(3);
+        let part = held.part(&mut EpochLog::default()).await.unwrap();
+        let mut sections = snapshot::unframe(&part).unwrap();
+        sections.truncate(3);
+        let legacy = snapshot::frame(&sections);
+        let (mut restored, _) = Holdback::restore("OUT", &schema(), Some(&legacy)).unwrap();
+        let mut replay = EpochLog::default();
+        restored.publish_through(&mut replay, 0, &metrics).await.unwrap();
+        assert_eq!(replay.0, ["7", "8", "end 0"]);
     }
 
     /// The task with a real coordinator: rows wait for their commit, and the rows after

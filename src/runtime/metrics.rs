@@ -28,6 +28,9 @@ pub struct Metrics {
     pub app: String,
     pub started: Instant,
     status: Mutex<Status>,
+    /// The reference tables of the run, by name: the HTTP server refreshes them on
+    /// demand (`POST /references/{TABLE}/refresh`).
+    pub references: crate::planner::reference::ReferenceTables,
 }
 
 /// What the reporter and the checkpoint coordinator last saw.
@@ -58,6 +61,7 @@ impl Metrics {
             app: app.to_string(),
             started: Instant::now(),
             status: Mutex::new(Status::default()),
+            references: Default::default(),
         }
     }
 
@@ -105,6 +109,29 @@ impl Metrics {
     /// Records how long it took from the start of the run to the state being restored.
     pub fn state_restored(&self, elapsed: Duration) {
         ::metrics::gauge!("sluice_recovery_seconds", "app" => self.app.clone()).set(elapsed.as_secs_f64());
+    }
+
+    /// Reference table `table` now holds `rows` rows, as version `version`.
+    pub fn reference_loaded(&self, table: &str, rows: usize, version: u64) {
+        let (app, table) = (self.app.clone(), table.to_string());
+        ::metrics::gauge!("sluice_reference_rows", "app" => app.clone(), "table" => table.clone()).set(rows as f64);
+        ::metrics::gauge!("sluice_reference_version", "app" => app.clone(), "table" => table.clone())
+            .set(version as f64);
+        // Registered at zero, so a scrape shows them before the first refresh.
+        ::metrics::counter!("sluice_reference_refreshes_total", "app" => app.clone(), "table" => table.clone())
+            .increment(0);
+        ::metrics::counter!("sluice_reference_refresh_failures_total", "app" => app, "table" => table).increment(0);
+    }
+
+    /// A refresh of reference table `table` ended, successfully (a new version, or the
+    /// data had not changed) or not (the table kept its rows).
+    pub fn reference_refresh(&self, table: &str, ok: bool) {
+        let (app, table) = (self.app.clone(), table.to_string());
+        if ok {
+            ::metrics::counter!("sluice_reference_refreshes_total", "app" => app, "table" => table).increment(1);
+        } else {
+            ::metrics::counter!("sluice_reference_refresh_failures_total", "app" => app, "table" => table).increment(1);
+        }
     }
 
     /// Brings the registry up to date with the counters, the lag and the checkpoint age.
@@ -159,6 +186,24 @@ fn describe() {
         "sluice_recovery_seconds",
         "Start of the run to the state being restored"
     );
+    describe_gauge!(
+        "sluice_reference_rows",
+        "Rows of the current version of a reference table"
+    );
+    describe_gauge!(
+        "sluice_reference_version",
+        "Version of a reference table (1 at start, +1 per change)"
+    );
+    describe_counter!(
+        "sluice_reference_refreshes_total",
+        "Successful refreshes of a reference table (changed or not)"
+    );
+    describe_counter!(
+        "sluice_reference_refresh_failures_total",
+        "Failed refreshes of a reference table (its rows were kept)"
+    );
+    crate::connectors::http::describe_metrics();
+    crate::connectors::s3::describe_metrics();
 }
 
 /// Logs records in, rows out and error rows per second every `every`, until dropped.

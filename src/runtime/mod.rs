@@ -87,7 +87,12 @@ fn fingerprint(app: &AppSpec, delivery: crate::engine::Delivery) -> String {
             i.stream_names(),
             i.schema.column_defs()
         ));
+        if let Some(e) = &i.event_time {
+            text.push_str(&format!("|event-time:{e:?}"));
+        }
     }
+    // A reference table counts by name only: its rows (and so a refresh, or a new
+    // location) change no saved state.
     for r in &app.references {
         text.push_str(&format!("|ref:{}", r.table));
     }
@@ -178,6 +183,24 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
             std::time::Duration::from_secs(10),
         )))
     });
+    // Reference tables: the HTTP server refreshes them on demand (through `metrics`);
+    // one with an interval has a refresh task that ends with the run. A refresh swaps
+    // the table's version between batches and changes no state or fingerprint.
+    metrics.references.set(plan.references.iter().cloned());
+    let _refreshers: Vec<AbortOnDrop> = plan
+        .references
+        .iter()
+        .filter_map(|table| {
+            let current = table.current();
+            metrics.reference_loaded(table.table(), current.batch.num_rows(), current.version);
+            let every = table.spec().refresh_interval?;
+            Some(AbortOnDrop(tokio::spawn(crate::planner::reference::refresh_every(
+                Arc::clone(table),
+                every,
+                Arc::clone(&metrics),
+            ))))
+        })
+        .collect();
     for output in &app.outputs {
         if plan.stream(&output.stream).is_none() {
             let names: Vec<&str> = plan.streams.iter().map(|s| s.name.as_str()).collect();
@@ -198,6 +221,13 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
         .iter()
         .map(|i| source_for(&i.source))
         .collect::<Result<_>>()?;
+    // Input transforms (KDA's Lambda preprocessor as HTTP), one per input, in order.
+    let mut preprocessors = app
+        .inputs
+        .iter()
+        .map(|i| crate::connectors::http::preprocess::for_input(i, &app.name))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter();
 
     // Readers of each stream: pumps, then sinks.
     let mut readers: HashMap<String, Vec<mpsc::Sender<Message>>> = HashMap::new();
@@ -246,6 +276,20 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
                 config.clone(),
                 output.format,
             )),
+            DestinationSpec::Http(config) => Box::new(crate::connectors::http::HttpSink::new(
+                config.clone(),
+                output.format,
+                &output.stream,
+                &app.name,
+            )?),
+            DestinationSpec::S3(config) => Box::new(crate::connectors::s3::S3Sink::new(
+                config.clone(),
+                &app.name,
+                &output.stream,
+                output.format,
+                holdback.is_some(),
+                saved.as_deref(),
+            )?),
             DestinationSpec::Unsupported { .. } => unreachable!("rejected above"),
         };
         sinks.push((sink, rx, holdback));
@@ -256,6 +300,9 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
     for input in &app.inputs {
         for name in input.stream_names() {
             *writer_count.entry(name).or_default() += 1;
+        }
+        if let Some(late) = input.event_time.as_ref().and_then(|e| e.late_stream.clone()) {
+            *writer_count.entry(late).or_default() += 1;
         }
     }
     for pump in &plan.pumps {
@@ -337,7 +384,7 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
     for (hub, rx) in hub_tasks {
         tasks.spawn(hub.run(rx, checkpoints.clone()));
     }
-    for (pump, input) in plan.pumps.into_iter().zip(pump_inputs) {
+    for (pump, input) in std::mem::take(&mut plan.pumps).into_iter().zip(pump_inputs) {
         let out = writer_for(&pump.target);
         tasks.spawn(pump::run_pump(
             pump.pipeline,
@@ -359,11 +406,23 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
             options.time.clone(),
             shutdown.clone(),
             Arc::clone(&metrics),
-        );
+        )
+        .with_preprocessor(preprocessors.next().flatten());
+        let ctx = match &input.event_time {
+            Some(spec) => {
+                let late = spec.late_stream.as_deref().map(&mut writer_for);
+                let schema = plan
+                    .stream(&names[0])
+                    .map(|s| Arc::clone(&s.schema))
+                    .ok_or_else(|| SluiceError::runtime(format!("input stream {} is not planned", names[0])))?;
+                ctx.with_event_time(spec, schema, late)?
+            }
+            None => ctx,
+        };
         let ctx = match &checkpoints {
             Some(handle) => {
                 let resume = restored.parts.get(&format!("source/{}", names[0])).cloned();
-                ctx.with_checkpoints(handle.clone(), resume)
+                ctx.with_checkpoints(handle.clone(), resume)?
             }
             None => ctx,
         };
@@ -407,4 +466,41 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
         output.streams.entry(stream).or_default().extend(batches);
     }
     Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reference_table_counts_by_name_only_in_the_fingerprint() {
+        use crate::app::{RecordFormat, RecordSchema, ReferenceLocation, ReferenceSpec};
+        let reference = |location: ReferenceLocation, every: Option<u64>| ReferenceSpec {
+            table: "T".into(),
+            schema: RecordSchema {
+                columns: vec![],
+                format: RecordFormat::Json { row_path: "$".into() },
+            },
+            location,
+            skip_header_lines: 0,
+            refresh_interval: every.map(std::time::Duration::from_secs),
+        };
+        let app = |r: ReferenceSpec| AppSpec {
+            name: "a".into(),
+            sql: "x".into(),
+            inputs: vec![],
+            references: vec![r],
+            outputs: vec![],
+        };
+        let delivery = crate::engine::Delivery::AtLeastOnce;
+        let file = fingerprint(&app(reference(ReferenceLocation::File("t.csv".into()), None)), delivery);
+        let s3 = ReferenceLocation::S3 {
+            connection: crate::connectors::s3::S3Connection::for_bucket("b").unwrap(),
+            key: "t.csv".into(),
+        };
+        assert_eq!(fingerprint(&app(reference(s3, Some(60))), delivery), file);
+        let mut other = reference(ReferenceLocation::File("t.csv".into()), None);
+        other.table = "U".into();
+        assert_ne!(fingerprint(&app(other), delivery), file);
+    }
 }

@@ -1,15 +1,16 @@
 //! The HTTP endpoint of a running application (`sluice run --http ADDR`):
 //! `GET /metrics` serves the metrics registry as Prometheus text, `GET /health` a JSON
-//! summary of the application's rates, lag and last checkpoint.
+//! summary of the application's rates, lag and last checkpoint, `GET /references` the
+//! reference tables and `POST /references/{TABLE}/refresh` reloads one now.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use axum::extract::State;
-use axum::http::header;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -29,6 +30,8 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<(SocketAdd
     let router = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/health", get(health))
+        .route("/references", get(references))
+        .route("/references/{table}/refresh", post(refresh_reference))
         .with_state(metrics);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
@@ -81,6 +84,86 @@ async fn health(State(metrics): State<Arc<Metrics>>) -> Json<Health> {
         checkpoint_id: checkpoint.map(|c| c.0),
         checkpoint_age_ms: checkpoint.map(|c| c.1.as_millis() as u64),
     })
+}
+
+/// One reference table: its current version and rows.
+#[derive(Serialize)]
+struct ReferenceStatus {
+    table: String,
+    location: String,
+    version: u64,
+    rows: usize,
+    /// The reference's refresh interval in milliseconds; null: on demand only.
+    refresh_interval_ms: Option<u64>,
+}
+
+fn reference_status(t: &crate::planner::reference::ReferenceData) -> ReferenceStatus {
+    let current = t.current();
+    ReferenceStatus {
+        table: t.table().to_string(),
+        location: t.spec().location.to_string(),
+        version: current.version,
+        rows: current.batch.num_rows(),
+        refresh_interval_ms: t.spec().refresh_interval.map(|d| d.as_millis() as u64),
+    }
+}
+
+async fn references(State(metrics): State<Arc<Metrics>>) -> Json<Vec<ReferenceStatus>> {
+    let names = metrics.references.names();
+    Json(
+        names
+            .iter()
+            .filter_map(|n| metrics.references.get(n))
+            .map(|t| reference_status(&t))
+            .collect(),
+    )
+}
+
+/// Reloads a reference table now. 200 with `status` "refreshed" (a new version) or
+/// "unchanged", `version`, `rows` and `rejected_rows`; 404 for an unknown table; 502 with
+/// `error` when the file or object cannot be read or none of its rows fits (the table
+/// keeps its rows, whose `version` and `rows` the answer gives).
+async fn refresh_reference(State(metrics): State<Arc<Metrics>>, Path(table): Path<String>) -> impl IntoResponse {
+    let Some(data) = metrics.references.get(&table) else {
+        let known = metrics.references.names();
+        let error = format!("no reference table \"{table}\" (tables: {})", known.join(", "));
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "table": table, "error": error })),
+        );
+    };
+    use crate::planner::reference::{RefreshOutcome, refresh_and_record};
+    match refresh_and_record(&data, &metrics, "http").await {
+        Ok(outcome) => {
+            let (status, rejected) = match &outcome {
+                RefreshOutcome::Replaced { rejected, .. } => ("refreshed", *rejected),
+                RefreshOutcome::Unchanged { .. } => ("unchanged", 0),
+            };
+            (
+                StatusCode::OK,
+                Json(serde_json::json!({
+                    "table": table,
+                    "status": status,
+                    "version": outcome.version(),
+                    "rows": outcome.rows(),
+                    "rejected_rows": rejected,
+                })),
+            )
+        }
+        Err(error) => {
+            let kept = reference_status(&data);
+            (
+                StatusCode::BAD_GATEWAY,
+                Json(serde_json::json!({
+                    "table": table,
+                    "status": "failed",
+                    "error": error,
+                    "version": kept.version,
+                    "rows": kept.rows,
+                })),
+            )
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,14 +4,27 @@
 //! [`crate::state::snapshot::encode`]) keyed by (partition, sequence number), so the runs
 //! of one partition can be read back in order, one at a time.
 //!
+//! A store can also hold entries addressed by a key (`put_entry`, `take_entry`): the
+//! sliding and stagger operators spill one entry per evicted partition or window and read
+//! it back when its key comes back. An entry is one Arrow IPC stream with 8-byte rather
+//! than 64-byte buffer alignment (most entries are a row or a few). Entries live after
+//! every run (under the reserved partition number `u32::MAX`), so the two kinds never mix
+//! in an iteration.
+//!
 //! Spilled state is scratch space, not durable state: nothing is synced (no WAL), and the
 //! folder is deleted when the store is dropped. Durability comes from checkpoints, which
-//! copy the spilled runs into the operator's snapshot (see `operators::tumbling`).
+//! copy the spilled runs and entries into the operator's snapshot (see
+//! `operators::tumbling`, `operators::sliding`, `operators::stagger`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::ipc::MetadataVersion;
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use rocksdb::{BlockBasedOptions, DB, Direction, IteratorMode, Options, WriteOptions};
 
 use crate::error::{Result, SluiceError};
@@ -49,6 +62,13 @@ pub fn spill_root(state_dir: Option<&Path>) -> PathBuf {
 
 fn db_error(e: rocksdb::Error) -> SluiceError {
     SluiceError::runtime(format!("spill store: {e}"))
+}
+
+/// The prefix of keyed entries: the partition number no run uses.
+const ENTRIES: [u8; 4] = u32::MAX.to_be_bytes();
+
+fn entry_key(key: &[u8]) -> Vec<u8> {
+    [&ENTRIES[..], key].concat()
 }
 
 fn key(partition: u32, seq: u64) -> [u8; 12] {
@@ -133,8 +153,60 @@ impl SpillStore {
     pub fn for_each(&self, mut f: impl FnMut(u32, Vec<ArrayRef>) -> Result<()>) -> Result<()> {
         for item in self.db().iterator(IteratorMode::Start) {
             let (k, v) = item.map_err(db_error)?;
+            if k[..4] == ENTRIES {
+                break;
+            }
             let partition = u32::from_be_bytes(k[..4].try_into().expect("4-byte prefix"));
             f(partition, decode_run(&v)?)?;
+        }
+        Ok(())
+    }
+
+    /// Stores `arrays` (equal-length) under `key`, replacing any entry there; returns
+    /// its size in bytes.
+    pub fn put_entry(&mut self, key: &[u8], arrays: &[ArrayRef]) -> Result<usize> {
+        let bytes = encode_entry(arrays)?;
+        let mut write = WriteOptions::default();
+        write.disable_wal(true);
+        self.db().put_opt(entry_key(key), &bytes, &write).map_err(db_error)?;
+        self.bytes += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    /// The entry under `key`, left in place.
+    pub fn get_entry(&self, key: &[u8]) -> Result<Option<Vec<ArrayRef>>> {
+        match self.db().get_pinned(entry_key(key)).map_err(db_error)? {
+            Some(v) => Ok(Some(decode_entry(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads and removes the entry under `key`.
+    pub fn take_entry(&mut self, key: &[u8]) -> Result<Option<Vec<ArrayRef>>> {
+        let entry = self.get_entry(key)?;
+        if entry.is_some() {
+            self.delete_entry(key)?;
+        }
+        Ok(entry)
+    }
+
+    /// Removes the entry under `key` without reading it.
+    pub fn delete_entry(&mut self, key: &[u8]) -> Result<()> {
+        let mut write = WriteOptions::default();
+        write.disable_wal(true);
+        self.db().delete_opt(entry_key(key), &write).map_err(db_error)
+    }
+
+    /// Calls `f` with every entry whose key starts with `prefix` (the key without the
+    /// prefix, and the arrays), in key order.
+    pub fn for_each_entry(&self, prefix: &[u8], mut f: impl FnMut(&[u8], Vec<ArrayRef>) -> Result<()>) -> Result<()> {
+        let start = entry_key(prefix);
+        for item in self.db().iterator(IteratorMode::From(&start, Direction::Forward)) {
+            let (k, v) = item.map_err(db_error)?;
+            if !k.starts_with(&start) {
+                break;
+            }
+            f(&k[start.len()..], decode_entry(&v)?)?;
         }
         Ok(())
     }
@@ -154,6 +226,39 @@ fn decode_run(bytes: &[u8]) -> Result<Vec<ArrayRef>> {
     crate::state::snapshot::decode(bytes)?
         .pop()
         .ok_or_else(|| SluiceError::runtime("corrupt spilled run"))
+}
+
+/// An entry: one Arrow IPC stream of one batch, its buffers aligned to 8 bytes rather
+/// than 64. An entry is often a row or a few, and 64-byte padding of each of its buffers
+/// would make it many times the size of its values.
+fn encode_entry(arrays: &[ArrayRef]) -> Result<Vec<u8>> {
+    let rows = arrays.first().map_or(0, |a| a.len());
+    let fields: Vec<Field> = arrays
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Field::new(format!("c{i}"), a.data_type().clone(), true))
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new_with_options(
+        Arc::clone(&schema),
+        arrays.to_vec(),
+        &RecordBatchOptions::new().with_row_count(Some(rows)),
+    )?;
+    let mut bytes = Vec::new();
+    let options = IpcWriteOptions::try_new(8, false, MetadataVersion::V5)?;
+    let mut writer = StreamWriter::try_new_with_options(&mut bytes, &schema, options)?;
+    writer.write(&batch)?;
+    writer.finish()?;
+    drop(writer);
+    Ok(bytes)
+}
+
+fn decode_entry(bytes: &[u8]) -> Result<Vec<ArrayRef>> {
+    let mut reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
+    match reader.next() {
+        Some(batch) => Ok(batch?.columns().to_vec()),
+        None => Err(SluiceError::runtime("corrupt spilled entry")),
+    }
 }
 
 impl Drop for SpillStore {
@@ -195,8 +300,6 @@ pub fn parse_size(text: &str) -> std::result::Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use datafusion::arrow::array::{Int64Array, StringArray};
 
     use super::*;
@@ -239,6 +342,44 @@ mod tests {
         assert!(dir.exists());
         drop(store);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn keyed_entries_are_replaced_taken_and_listed_apart_from_runs() {
+        let root = tempfile::tempdir().unwrap();
+        let mut store = SpillStore::create(root.path()).unwrap();
+        let arrays = |n: i64| -> Vec<ArrayRef> { vec![Arc::new(Int64Array::from(vec![n]))] };
+        store.put(0, &arrays(1)).unwrap();
+        store.put_entry(b"\x00a", &arrays(2)).unwrap();
+        store.put_entry(b"\x00b", &arrays(3)).unwrap();
+        store.put_entry(b"\x00a", &arrays(4)).unwrap();
+        store.put_entry(b"\x01a", &arrays(5)).unwrap();
+        let mut runs = 0;
+        store
+            .for_each(|_, _| {
+                runs += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(runs, 1, "entries are not runs");
+        let mut listed = Vec::new();
+        store
+            .for_each_entry(b"\x00", |k, a| {
+                listed.push((k.to_vec(), a[0].clone()));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].0, b"a");
+        assert_eq!(listed[0].1.as_ref(), arrays(4)[0].as_ref());
+        assert_eq!(
+            store.get_entry(b"\x00b").unwrap().unwrap()[0].as_ref(),
+            arrays(3)[0].as_ref()
+        );
+        assert!(store.take_entry(b"\x00b").unwrap().is_some());
+        assert!(store.take_entry(b"\x00b").unwrap().is_none());
+        store.delete_entry(b"\x01a").unwrap();
+        assert!(store.get_entry(b"\x01a").unwrap().is_none());
     }
 
     #[test]

@@ -179,6 +179,8 @@ pub fn load_case(dir: &Path) -> Result<Case> {
             name_prefix: name_prefix_of(&input.stream),
             stream_name: Some(input.stream.clone()),
             parallelism: 1,
+            event_time: None,
+            preprocessor: None,
             schema: RecordSchema { columns, format },
             source: SourceSpec::Recorded {
                 path: dir.join(&input.file),
@@ -201,8 +203,9 @@ pub fn load_case(dir: &Path) -> Result<Case> {
         references.push(ReferenceSpec {
             table: r.table.clone(),
             schema: RecordSchema { columns, format },
-            path: dir.join(&r.file),
+            location: crate::app::ReferenceLocation::File(dir.join(&r.file)),
             skip_header_lines: r.skip_header_lines,
+            refresh_interval: None,
         });
     }
 

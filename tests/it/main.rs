@@ -1,12 +1,16 @@
 //! sluice's integration tests: one test binary (linked once), one module per area.
 
 mod anomaly;
+mod callback;
 mod cli;
 mod conformance;
 mod demo;
+mod event_time;
 mod kinesis;
 mod metrics_http;
 mod recovery;
+mod reference;
+mod s3;
 mod sliding_property;
 mod spec_coverage;
 mod spill;
@@ -31,6 +35,8 @@ pub fn recorded_app(sql: &str, columns: &[(&str, &str, &str)], path: &Path, outp
             name_prefix: "SOURCE_SQL_STREAM".into(),
             stream_name: None,
             parallelism: 1,
+            event_time: None,
+            preprocessor: None,
             schema: RecordSchema {
                 columns: columns
                     .iter()

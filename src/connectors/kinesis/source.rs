@@ -139,6 +139,9 @@ impl Source for KinesisSource {
                 readers.spawn(reader.run());
             };
             start_ready(&mut known, &positions, &config.start, &mut readers, &spawn);
+            for (shard, _) in known.iter().filter(|(_, k)| k.running) {
+                ctx.open_partition(stream_index(shard, streams), shard);
+            }
 
             let mut discover_every =
                 tokio::time::interval(Duration::from_millis(config.discovery_interval_ms.max(100)));
@@ -171,6 +174,8 @@ impl Source for KinesisSource {
                             ShardEvent::Closed { shard, children } => {
                                 tracing::info!(stream = %stream, shard = %shard, children = ?children.iter().map(|c| &c.0).collect::<Vec<_>>(), "shard closed and read to its end");
                                 positions.shards.entry(shard.to_string()).or_default().closed = true;
+                                // An ended shard no longer holds the event-time watermark back.
+                                ctx.close_partition(stream_index(&shard, streams), &shard).await;
                                 lag.remove(shard.as_ref());
                                 if let Some(k) = known.get_mut(shard.as_ref()) {
                                     k.running = false;
@@ -228,6 +233,10 @@ impl Source for KinesisSource {
                             Err(e) => return Err(SluiceError::runtime(format!("a Kinesis shard reader failed: {e}"))),
                         }
                     }
+                }
+                // Every shard being read takes part in the event-time watermark from its start.
+                for (shard, _) in known.iter().filter(|(_, k)| k.running) {
+                    ctx.open_partition(stream_index(shard, streams), shard);
                 }
                 ctx.checkpoint_point_with(|| serde_json::to_vec(&positions).unwrap_or_default())
                     .await;

@@ -1,10 +1,15 @@
 //! Durable state with a Kinesis input: `sluice run --exactly-once` reading a million
 //! records from a 4-shard stream, killed with SIGKILL twenty times at random moments and
-//! restarted each time with the same state folder. ROWTIME is the clock, so no two runs
-//! agree on the windows; but across the output rows (one per `ROW_ID`) every record is
-//! counted exactly once by a tumbling window, a sliding window emits exactly one row per
-//! record, and no two rows with one identity differ. (The same for a file input is in
-//! tests/it/recovery.rs.)
+//! restarted each time with the same state folder. The application reads the stream
+//! twice, as two inputs:
+//! - with ROWTIME from the clock, no two runs agree on the windows; but across the
+//!   output rows (one per `ROW_ID`) every record is counted exactly once by a tumbling
+//!   window, a sliding window emits exactly one row per record, and no two rows with one
+//!   identity differ;
+//! - with ROWTIME from the records' event time (a watermark per shard), the tumbling and
+//!   sliding outputs, repeats dropped by `ROW_ID`, equal an uninterrupted run's exactly.
+//!
+//! (The same for a file input is in tests/it/recovery.rs.)
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -31,7 +36,21 @@ CREATE OR REPLACE STREAM "PER_ROW" (K VARCHAR(8), V BIGINT, C BIGINT);
 CREATE OR REPLACE PUMP "SLIDING" AS INSERT INTO "PER_ROW"
   SELECT STREAM K, V, COUNT(*) OVER (PARTITION BY K RANGE INTERVAL '1' SECOND PRECEDING) AS C
   FROM "SOURCE_SQL_STREAM_001";
+CREATE OR REPLACE STREAM "ET_PER_KEY" (K VARCHAR(8), W TIMESTAMP, C BIGINT);
+CREATE OR REPLACE PUMP "ET_TUMBLING" AS INSERT INTO "ET_PER_KEY"
+  SELECT STREAM K, STEP(e.ROWTIME BY INTERVAL '10' SECOND), COUNT(*) AS C FROM "EVENT_SQL_STREAM_001" AS e
+  GROUP BY K, STEP(e.ROWTIME BY INTERVAL '10' SECOND);
+CREATE OR REPLACE STREAM "ET_PER_ROW" (K VARCHAR(8), V BIGINT, C BIGINT);
+CREATE OR REPLACE PUMP "ET_SLIDING" AS INSERT INTO "ET_PER_ROW"
+  SELECT STREAM K, V, COUNT(*) OVER (PARTITION BY K RANGE INTERVAL '1' SECOND PRECEDING) AS C
+  FROM "EVENT_SQL_STREAM_001";
+CREATE OR REPLACE STREAM "LATE_OUT" (K VARCHAR(8), V BIGINT);
+CREATE OR REPLACE PUMP "LATE_P" AS INSERT INTO "LATE_OUT" SELECT STREAM K, V FROM "LATE_ROWS";
 "#;
+
+/// Event time of record i: one millisecond apart, so every record has its own ROWTIME
+/// (the sliding output then does not depend on the order of equal ROWTIMEs).
+const EVENT_TIME_START: u64 = 1_709_280_000_000;
 
 fn manifest(stream: &str, endpoint: &str) -> String {
     format!(
@@ -59,6 +78,34 @@ idle_poll_max_ms = 300
 # 10,000 records (about 0.5 s each) twenty kills queue up tens of seconds of them.
 max_records = 1000
 
+[[inputs]]
+name_prefix = "EVENT_SQL_STREAM"
+[inputs.schema]
+record_format = "JSON"
+columns = [
+  {{ name = "K", sql_type = "VARCHAR(8)", mapping = "$.k" }},
+  {{ name = "V", sql_type = "BIGINT",     mapping = "$.v" }},
+  {{ name = "T", sql_type = "BIGINT",     mapping = "$.t" }},
+]
+[inputs.event_time]
+column = "T"
+# Six writers load the stream 500 records at a time: within a shard, event times are
+# out of order by a few thousand milliseconds at most.
+max_delay_ms = 30000
+# The loaded stream ends: then the watermark follows the clock and the last windows close.
+idle_timeout_ms = 5000
+late_stream = "LATE_ROWS"
+[inputs.source]
+kind = "kinesis"
+name = "{stream}"
+starting_position = "TRIM_HORIZON"
+endpoint = "{endpoint}"
+region = "us-east-1"
+access_key_id = "test"
+secret_access_key = "test"
+idle_poll_max_ms = 300
+max_records = 1000
+
 [[outputs]]
 stream = "PER_KEY"
 format = "JSON"
@@ -72,6 +119,27 @@ format = "JSON"
 [outputs.destination]
 kind = "file"
 path = "out/PER_ROW.jsonl"
+
+[[outputs]]
+stream = "ET_PER_KEY"
+format = "JSON"
+[outputs.destination]
+kind = "file"
+path = "out/ET_PER_KEY.jsonl"
+
+[[outputs]]
+stream = "ET_PER_ROW"
+format = "JSON"
+[outputs.destination]
+kind = "file"
+path = "out/ET_PER_ROW.jsonl"
+
+[[outputs]]
+stream = "LATE_OUT"
+format = "JSON"
+[outputs.destination]
+kind = "file"
+path = "out/LATE_OUT.jsonl"
 "#
     )
 }
@@ -100,13 +168,14 @@ fn kill(child: &mut Child) {
     child.wait().unwrap();
 }
 
-/// The sum of C over the tumbling output's complete lines, as they are (cheap enough to
-/// poll; the final check drops repeats by `ROW_ID`).
+/// The smaller of the sums of C over the two tumbling outputs' complete lines, as they
+/// are (cheap enough to poll; the final check drops repeats by `ROW_ID`).
 fn counted_so_far(app: &Path) -> u64 {
-    complete_lines(&app.join("out/PER_KEY.jsonl"))
-        .iter()
-        .map(|l| field(l, "C"))
-        .sum()
+    counted_in(app, "out/PER_KEY.jsonl").min(counted_in(app, "out/ET_PER_KEY.jsonl"))
+}
+
+fn counted_in(app: &Path, file: &str) -> u64 {
+    complete_lines(&app.join(file)).iter().map(|l| field(l, "C")).sum()
 }
 
 /// Lets a run go until the tumbling output counts every record, then one checkpoint
@@ -128,8 +197,11 @@ async fn run_to_the_end(child: &mut Child, log: &Path, app: &Path, timeout: Dura
         if started.elapsed() > timeout {
             kill(child);
             panic!(
-                "after {:.0}s the tumbling output counts only {counted} of {RECORDS} records; log:\n{}",
+                "after {:.0}s the tumbling outputs count only {} (clock) and {} (event time) of {RECORDS} records; \
+                 log:\n{}",
                 timeout.as_secs_f64(),
+                counted_in(app, "out/PER_KEY.jsonl"),
+                counted_in(app, "out/ET_PER_KEY.jsonl"),
                 std::fs::read_to_string(log).unwrap_or_default()
             );
         }
@@ -181,6 +253,29 @@ fn check_sliding(app: &Path, what: &str) {
     }
 }
 
+/// Checks the event-time outputs: no repeats in the files, and the rows (one per
+/// `ROW_ID`) equal the uninterrupted run's; nothing was late in either run.
+fn check_event_time(clean: &Path, crashy: &Path, what: &str) {
+    for file in ["out/ET_PER_KEY.jsonl", "out/ET_PER_ROW.jsonl"] {
+        let (a, repeats) = drop_repeats(complete_lines(&clean.join(file)));
+        assert_eq!(repeats, 0, "{file}: the clean run repeated rows");
+        let (b, repeats) = drop_repeats(complete_lines(&crashy.join(file)));
+        assert_eq!(repeats, 0, "{what}: {file} repeated rows");
+        assert_eq!(a.len(), b.len(), "{what}: {file}: row count");
+        assert!(a == b, "{what}: {file} differs from the uninterrupted run's");
+    }
+    let (tumbling, _) = drop_repeats(complete_lines(&crashy.join("out/ET_PER_KEY.jsonl")));
+    let total: u64 = tumbling.values().map(|l| field(l, "C")).sum();
+    assert_eq!(
+        total, RECORDS as u64,
+        "{what}: event-time windows count every record once"
+    );
+    for app in [clean, crashy] {
+        let late = complete_lines(&app.join("out/LATE_OUT.jsonl"));
+        assert!(late.is_empty(), "{} rows were late in {}", late.len(), app.display());
+    }
+}
+
 /// Exactly-once with clock ROWTIMEs from Kinesis: a million records in 4 shards,
 /// `sluice run --exactly-once` killed with SIGKILL 20 times at random moments and
 /// restarted with the same state folder; the last run goes until every record is
@@ -197,7 +292,8 @@ async fn exactly_once_kinesis_counts_every_record_once_across_twenty_sigkills() 
     let started = Instant::now();
     put_concurrently(&client, &stream, RECORDS, 6, |i| {
         let key = format!("k{}", (i * 7_919) % KEYS);
-        let data = format!(r#"{{"k":"{key}","v":{i}}}"#).into_bytes();
+        let t = EVENT_TIME_START + i as u64;
+        let data = format!(r#"{{"k":"{key}","v":{i},"t":{t}}}"#).into_bytes();
         (key, data)
     })
     .await;
@@ -213,8 +309,9 @@ async fn exactly_once_kinesis_counts_every_record_once_across_twenty_sigkills() 
 
     // An uninterrupted run, to time the kills (and as a baseline: it counts every record once).
     let (mut child, log) = start(&clean, &root.path().join("clean-state"), 0);
-    let clean_time = run_to_the_end(&mut child, &log, &clean, Duration::from_secs(300)).await;
+    let clean_time = run_to_the_end(&mut child, &log, &clean, Duration::from_secs(480)).await;
     check_tumbling(&clean, "clean run");
+    check_sliding(&clean, "clean run");
     eprintln!("clean run counted every record in {:.1}s", clean_time.as_secs_f64());
 
     // Chains of runs sharing one state folder. Twenty kills with these delays cover about
@@ -285,6 +382,7 @@ async fn exactly_once_kinesis_counts_every_record_once_across_twenty_sigkills() 
     let what = format!("after {kills} SIGKILLs");
     let rows = check_tumbling(&crashy, &what);
     check_sliding(&crashy, &what);
+    check_event_time(&clean, &crashy, &what);
     println!(
         "exactly-once, Kinesis, clock time: {RECORDS} records loaded in {:.1}s, clean run {:.1}s, chain of {kills} \
          SIGKILLs ({resumed} after a checkpoint) {:.1}s, {rows} tumbling rows; whole test {:.1}s",

@@ -3,7 +3,7 @@
 //! throttling, restart from checkpointed positions, and `sluice run` end to end.
 
 mod crash;
-mod support;
+pub mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,6 +40,8 @@ fn app(sql: &str, source: KinesisSourceConfig, parallelism: u32, outputs: &[(&st
             name_prefix: "SOURCE_SQL_STREAM".into(),
             stream_name: None,
             parallelism,
+            event_time: None,
+            preprocessor: None,
             schema: RecordSchema {
                 columns: vec![
                     column("K", "VARCHAR(16)", "$.k"),
