@@ -3,6 +3,7 @@
 //! One folder per connector; the planner never sees them, and a new connector
 //! implements [`source::Source`] or [`sink::Sink`] without touching anything else.
 
+pub mod aws;
 pub mod event_time;
 pub mod file;
 pub mod formats;

@@ -14,6 +14,8 @@ pub mod project;
 pub mod sliding;
 pub mod stagger;
 pub mod table_functions;
+#[cfg(test)]
+mod test_input;
 pub mod tumbling;
 
 use datafusion::arrow::array::RecordBatch;

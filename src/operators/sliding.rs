@@ -732,25 +732,15 @@ impl Operator for SlidingWindowOp {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::array::{StringArray, TimestampMillisecondArray};
     use datafusion::arrow::compute::concat_batches;
     use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
     use datafusion::functions_aggregate::{count::count_udaf, min_max::max_udaf, min_max::min_udaf, sum::sum_udaf};
     use datafusion::physical_expr::aggregate::AggregateExprBuilder;
     use datafusion::physical_expr::expressions::Column;
-    use rand::rngs::SmallRng;
-    use rand::{Rng, SeedableRng};
 
     use super::*;
     use crate::error::ErrorRow;
-
-    fn input_schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("K", DataType::Utf8, true),
-            Field::new("V", DataType::Int64, true),
-            Field::new("ROWTIME", DataType::Timestamp(TimeUnit::Millisecond, None), false),
-        ]))
-    }
+    use crate::operators::test_input::{input_schema, keyed_batches, spill_config as config};
 
     /// `SUM(V)` and `MIN(K)` over `PARTITION BY K RANGE INTERVAL '10' SECOND PRECEDING`,
     /// `COUNT(V)` over `PARTITION BY K ROWS 3 PRECEDING`, `MAX(V)` over `PARTITION BY K
@@ -805,37 +795,7 @@ mod tests {
     /// by 0 to 2 ms a row: about 8 rows a key over 24 s, about 3 in a 10 s window. A batch
     /// touches a small share of the keys, as in a stream with many more keys than a batch.
     fn input(seed: u64) -> Vec<RecordBatch> {
-        let mut rng = SmallRng::seed_from_u64(seed);
-        let mut t = 1_709_280_000_000i64;
-        (0..60)
-            .map(|_| {
-                let (mut k, mut v, mut ts) = (Vec::new(), Vec::new(), Vec::new());
-                for _ in 0..400 {
-                    t += rng.random_range(0..3);
-                    k.push((rng.random_range(0..50) > 0).then(|| format!("k{}", rng.random_range(0..3000))));
-                    v.push((rng.random_range(0..20) > 0).then(|| rng.random_range(-1000i64..1000)));
-                    ts.push(t);
-                }
-                RecordBatch::try_new(
-                    input_schema(),
-                    vec![
-                        Arc::new(StringArray::from(k)),
-                        Arc::new(Int64Array::from(v)),
-                        Arc::new(TimestampMillisecondArray::from(ts)),
-                    ],
-                )
-                .unwrap()
-            })
-            .collect()
-    }
-
-    fn config(budget: Option<usize>, dir: &std::path::Path) -> SpillConfig {
-        SpillConfig {
-            budget_bytes: budget,
-            dir: dir.to_path_buf(),
-            app: "unit".into(),
-            pump: "P".into(),
-        }
+        keyed_batches(seed, 60, 2)
     }
 
     fn feed(op: &mut SlidingWindowOp, batches: &[RecordBatch]) -> Vec<RecordBatch> {

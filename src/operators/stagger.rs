@@ -491,25 +491,15 @@ impl Operator for StaggerAggregateOp {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::array::{Int64Array, StringArray};
     use datafusion::arrow::compute::concat_batches;
     use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use datafusion::functions_aggregate::{average::avg_udaf, count::count_udaf, min_max::max_udaf, sum::sum_udaf};
     use datafusion::physical_expr::aggregate::AggregateExprBuilder;
     use datafusion::physical_expr::expressions::{CastExpr, Column};
-    use rand::rngs::SmallRng;
-    use rand::{Rng, SeedableRng};
 
     use super::*;
     use crate::error::ErrorRow;
-
-    fn input_schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("K", DataType::Utf8, true),
-            Field::new("V", DataType::Int64, true),
-            Field::new("ROWTIME", DataType::Timestamp(TimeUnit::Millisecond, None), false),
-        ]))
-    }
+    use crate::operators::test_input::{input_schema, keyed_batches, spill_config as config};
 
     /// `SELECT K, COUNT(V), SUM(V), AVG(V), MAX(K) ... WINDOWED BY STAGGER (PARTITION BY K
     /// RANGE INTERVAL '10' SECOND)`: AVG has a two-column state and MAX a string one.
@@ -550,37 +540,7 @@ mod tests {
     /// 30 batches of 400 rows over 3000 keys (some NULL keys and values), ROWTIME rising
     /// by 0 to 8 ms a row over 54 s: most windows hold a row or two, some more.
     fn input(seed: u64) -> Vec<RecordBatch> {
-        let mut rng = SmallRng::seed_from_u64(seed);
-        let mut t = 1_709_280_000_000i64;
-        (0..30)
-            .map(|_| {
-                let (mut k, mut v, mut ts) = (Vec::new(), Vec::new(), Vec::new());
-                for _ in 0..400 {
-                    t += rng.random_range(0..9);
-                    k.push((rng.random_range(0..50) > 0).then(|| format!("k{}", rng.random_range(0..3000))));
-                    v.push((rng.random_range(0..20) > 0).then(|| rng.random_range(-1000i64..1000)));
-                    ts.push(t);
-                }
-                RecordBatch::try_new(
-                    input_schema(),
-                    vec![
-                        Arc::new(StringArray::from(k)),
-                        Arc::new(Int64Array::from(v)),
-                        Arc::new(TimestampMillisecondArray::from(ts)),
-                    ],
-                )
-                .unwrap()
-            })
-            .collect()
-    }
-
-    fn config(budget: Option<usize>, dir: &std::path::Path) -> SpillConfig {
-        SpillConfig {
-            budget_bytes: budget,
-            dir: dir.to_path_buf(),
-            app: "unit".into(),
-            pump: "P".into(),
-        }
+        keyed_batches(seed, 30, 8)
     }
 
     /// Output batches, each call's rows as one batch (empty calls left out).

@@ -584,16 +584,9 @@ mod tests {
 
     use super::*;
     use crate::error::ErrorRow;
+    use crate::operators::test_input::{input_schema, spill_config as config};
 
     const WIDTH_MS: i64 = 10_000;
-
-    fn input_schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("K", DataType::Utf8, true),
-            Field::new("V", DataType::Int64, true),
-            Field::new("ROWTIME", DataType::Timestamp(TimeUnit::Millisecond, None), false),
-        ]))
-    }
 
     /// `SELECT K, ROWTIME-bucket, COUNT(V), SUM(V), AVG(V), MIN(K) ... GROUP BY K, bucket`:
     /// AVG has a two-column partial state and MIN a string one, so spilled runs carry
@@ -672,15 +665,6 @@ mod tests {
             );
         }
         batches
-    }
-
-    fn config(budget: Option<usize>, dir: &std::path::Path) -> SpillConfig {
-        SpillConfig {
-            budget_bytes: budget,
-            dir: dir.to_path_buf(),
-            app: "unit".into(),
-            pump: "P".into(),
-        }
     }
 
     fn feed(op: &mut TumblingAggregateOp, batches: &[RecordBatch], end: bool) -> Vec<RecordBatch> {

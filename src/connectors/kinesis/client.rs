@@ -3,29 +3,21 @@
 
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::{Credentials, Region};
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use super::config::KinesisConnection;
 
 /// A client for `connection`. `max_attempts` is the SDK's own retry budget; the
 /// source sets 1 and does its own backoff, so throttling is seen and counted.
 pub async fn client(connection: &KinesisConnection, max_attempts: u32) -> Client {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
-    if let Some(region) = &connection.region {
-        loader = loader.region(Region::new(region.clone()));
-    }
-    if let (Some(key), Some(secret)) = (&connection.access_key_id, &connection.secret_access_key) {
-        loader = loader.credentials_provider(Credentials::new(key, secret, None, None, "sluice-manifest"));
-    }
-    let sdk = loader.load().await;
+    let sdk = crate::connectors::aws::sdk_config(
+        connection.region.as_deref(),
+        connection.access_key_id.as_deref(),
+        connection.secret_access_key.as_deref(),
+    )
+    .await;
     let mut config = aws_sdk_kinesis::config::Builder::from(&sdk)
         .retry_config(RetryConfig::standard().with_max_attempts(max_attempts.max(1)))
         .timeout_config(
@@ -37,9 +29,8 @@ pub async fn client(connection: &KinesisConnection, max_attempts: u32) -> Client
     if let Some(endpoint) = &connection.endpoint {
         config = config.endpoint_url(endpoint);
     }
-    // A local server needs no particular region, but the SDK needs one.
     if sdk.region().is_none() {
-        config = config.region(Region::new("us-east-1"));
+        config = config.region(crate::connectors::aws::fallback_region());
     }
     Client::from_conf(config.build())
 }

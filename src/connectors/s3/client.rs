@@ -3,12 +3,9 @@
 
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{Credentials, Region};
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 /// Which bucket, and how to reach it.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -46,17 +43,12 @@ impl S3Connection {
 
 /// A client for `connection`, with the SDK's standard retries (`max_attempts`).
 pub async fn client(connection: &S3Connection, max_attempts: u32) -> Client {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
-    if let Some(region) = &connection.region {
-        loader = loader.region(Region::new(region.clone()));
-    }
-    if let (Some(key), Some(secret)) = (&connection.access_key_id, &connection.secret_access_key) {
-        loader = loader.credentials_provider(Credentials::new(key, secret, None, None, "sluice-manifest"));
-    }
-    let sdk = loader.load().await;
+    let sdk = crate::connectors::aws::sdk_config(
+        connection.region.as_deref(),
+        connection.access_key_id.as_deref(),
+        connection.secret_access_key.as_deref(),
+    )
+    .await;
     let mut config = aws_sdk_s3::config::Builder::from(&sdk)
         .retry_config(RetryConfig::standard().with_max_attempts(max_attempts.max(1)))
         .timeout_config(
@@ -70,7 +62,7 @@ pub async fn client(connection: &S3Connection, max_attempts: u32) -> Client {
         config = config.endpoint_url(endpoint).force_path_style(true);
     }
     if sdk.region().is_none() {
-        config = config.region(Region::new("us-east-1"));
+        config = config.region(crate::connectors::aws::fallback_region());
     }
     Client::from_conf(config.build())
 }

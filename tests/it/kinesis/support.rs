@@ -114,9 +114,20 @@ pub fn mock_endpoint() -> String {
                 .spawn()
                 .expect("starting kinesis-local");
             let endpoint = format!("http://127.0.0.1:{plain}");
+            // Ready when /healthcheck answers 200 (it accepts connections before that).
+            let healthy = || -> bool {
+                use std::io::{Read, Write};
+                let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", plain)) else {
+                    return false;
+                };
+                let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut answer = [0u8; 12];
+                c.write_all(b"GET /healthcheck HTTP/1.0\r\n\r\n").is_ok()
+                    && c.read_exact(&mut answer).is_ok()
+                    && answer.ends_with(b" 200")
+            };
             for _ in 0..300 {
-                if std::net::TcpStream::connect(("127.0.0.1", plain)).is_ok() {
-                    std::thread::sleep(Duration::from_millis(300));
+                if healthy() {
                     return endpoint;
                 }
                 std::thread::sleep(Duration::from_millis(100));
