@@ -19,12 +19,9 @@ use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 
-use crate::app::{
-    AppSpec, DestinationSpec, InputSpec, OutputFormat, OutputSpec, RecordColumn, RecordFormat, RecordSchema, SourceSpec,
-};
+use crate::app::{AppSpec, DestinationSpec, OutputFormat, OutputSpec};
 use crate::engine::{CheckpointOptions, RunOptions, TimeMode};
 use crate::runtime::metrics::Metrics;
-use crate::types::{ColumnDef, SqlType};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -186,32 +183,10 @@ CREATE OR REPLACE PUMP "SLIDING" AS INSERT INTO "RUNNING"
 "#;
 
 fn application(out: &Path) -> AppSpec {
-    let columns = crate::connectors::generator::COLUMNS
-        .iter()
-        .map(|(name, sql_type, mapping)| RecordColumn {
-            column: ColumnDef::new(*name, SqlType::parse(sql_type).expect("the generator's types parse")),
-            mapping: Some(mapping.to_string()),
-        })
-        .collect();
     AppSpec {
         name: "checkpoint-overhead".into(),
         sql: SQL.into(),
-        inputs: vec![InputSpec {
-            name_prefix: "SOURCE_SQL_STREAM".into(),
-            stream_name: None,
-            parallelism: 1,
-            event_time: None,
-            preprocessor: None,
-            schema: RecordSchema {
-                columns,
-                format: RecordFormat::Json { row_path: "$".into() },
-            },
-            source: SourceSpec::Generator {
-                rate: EVENTS_PER_SECOND,
-                seed: 42,
-                limit: None,
-            },
-        }],
+        inputs: vec![crate::connectors::generator::ride_input(EVENTS_PER_SECOND, None)],
         references: vec![],
         outputs: ["PER_DRIVER", "RUNNING"]
             .iter()

@@ -40,6 +40,34 @@ pub const COLUMNS: [(&str, &str, &str); 6] = [
     ("EVENT_TIME", "TIMESTAMP", "$.event_time"),
 ];
 
+/// An input of the ride generator, with its schema, as the benchmarks run it:
+/// `SOURCE_SQL_STREAM_001`, seed 42.
+pub fn ride_input(rate: u64, limit: Option<u64>) -> crate::app::InputSpec {
+    use crate::app::{InputSpec, RecordColumn, RecordFormat, RecordSchema, SourceSpec};
+    let columns = COLUMNS
+        .iter()
+        .map(|(name, sql_type, mapping)| RecordColumn {
+            column: crate::types::ColumnDef::new(
+                *name,
+                crate::types::SqlType::parse(sql_type).expect("the generator's types parse"),
+            ),
+            mapping: Some(mapping.to_string()),
+        })
+        .collect();
+    InputSpec {
+        name_prefix: "SOURCE_SQL_STREAM".into(),
+        stream_name: None,
+        parallelism: 1,
+        event_time: None,
+        preprocessor: None,
+        schema: RecordSchema {
+            columns,
+            format: RecordFormat::Json { row_path: "$".into() },
+        },
+        source: SourceSpec::Generator { rate, seed: 42, limit },
+    }
+}
+
 pub struct RideEvents {
     rng: SmallRng,
     next_id: u64,

@@ -12,11 +12,8 @@ use axum::extract::State;
 use axum::routing::post;
 
 use super::config::{Backoff, HttpSinkConfig, OnFailure};
-use crate::app::{
-    AppSpec, DestinationSpec, InputSpec, OutputFormat, OutputSpec, RecordColumn, RecordFormat, RecordSchema, SourceSpec,
-};
+use crate::app::{AppSpec, DestinationSpec, OutputFormat, OutputSpec};
 use crate::engine::{RunOptions, TimeMode};
-use crate::types::{ColumnDef, SqlType};
 
 const SQL: &str = r#"
 CREATE OR REPLACE STREAM "OUT" (ride_id VARCHAR(16), event_type VARCHAR(16), city VARCHAR(16), fare REAL);
@@ -69,32 +66,10 @@ impl Figures {
 }
 
 fn application(rows: u64, config: HttpSinkConfig) -> AppSpec {
-    let columns = crate::connectors::generator::COLUMNS
-        .iter()
-        .map(|(name, sql_type, mapping)| RecordColumn {
-            column: ColumnDef::new(*name, SqlType::parse(sql_type).expect("the generator's types parse")),
-            mapping: Some(mapping.to_string()),
-        })
-        .collect();
     AppSpec {
         name: "callback-bench".into(),
         sql: SQL.into(),
-        inputs: vec![InputSpec {
-            name_prefix: "SOURCE_SQL_STREAM".into(),
-            stream_name: None,
-            parallelism: 1,
-            event_time: None,
-            preprocessor: None,
-            schema: RecordSchema {
-                columns,
-                format: RecordFormat::Json { row_path: "$".into() },
-            },
-            source: SourceSpec::Generator {
-                rate: 2_000,
-                seed: 42,
-                limit: Some(rows),
-            },
-        }],
+        inputs: vec![crate::connectors::generator::ride_input(2_000, Some(rows))],
         references: vec![],
         outputs: vec![OutputSpec {
             stream: "OUT".into(),
