@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::ipc::MetadataVersion;
 use datafusion::arrow::ipc::reader::StreamReader;
-use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 
 use crate::error::{Result, SluiceError};
 
@@ -16,28 +17,47 @@ pub fn encode(sections: &[Vec<ArrayRef>]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     out.extend_from_slice(&(sections.len() as u32).to_le_bytes());
     for arrays in sections {
-        let rows = arrays.first().map(|a| a.len()).unwrap_or(0);
-        let fields: Vec<Field> = arrays
-            .iter()
-            .enumerate()
-            .map(|(i, a)| Field::new(format!("c{i}"), a.data_type().clone(), true))
-            .collect();
-        let schema = Arc::new(Schema::new(fields));
-        let batch = RecordBatch::try_new_with_options(
-            Arc::clone(&schema),
-            arrays.clone(),
-            &RecordBatchOptions::new().with_row_count(Some(rows)),
-        )?;
-        let mut buf = Vec::new();
-        {
-            let mut w = StreamWriter::try_new(&mut buf, &schema)?;
-            w.write(&batch)?;
-            w.finish()?;
-        }
+        let buf = ipc_stream(arrays, 64)?;
         out.extend_from_slice(&(buf.len() as u64).to_le_bytes());
         out.extend_from_slice(&buf);
     }
     Ok(out)
+}
+
+/// One Arrow IPC stream of one batch of `arrays` (columns named by position), with its
+/// buffers aligned to `alignment` bytes (64 is Arrow's default; small entries that are
+/// many, as spilled partitions, take 8 so padding does not outweigh the values).
+pub fn ipc_stream(arrays: &[ArrayRef], alignment: usize) -> Result<Vec<u8>> {
+    let rows = arrays.first().map_or(0, |a| a.len());
+    let fields: Vec<Field> = arrays
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Field::new(format!("c{i}"), a.data_type().clone(), true))
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new_with_options(
+        Arc::clone(&schema),
+        arrays.to_vec(),
+        &RecordBatchOptions::new().with_row_count(Some(rows)),
+    )?;
+    let options = IpcWriteOptions::try_new(alignment, false, MetadataVersion::V5)?;
+    let mut buf = Vec::new();
+    let mut w = StreamWriter::try_new_with_options(&mut buf, &schema, options)?;
+    w.write(&batch)?;
+    w.finish()?;
+    drop(w);
+    Ok(buf)
+}
+
+/// The arrays of the last batch of an IPC stream written by [`ipc_stream`] (none when
+/// it holds no batch).
+pub fn read_ipc_stream(bytes: &[u8]) -> Result<Option<Vec<ArrayRef>>> {
+    let reader = StreamReader::try_new(Cursor::new(bytes), None)?;
+    let mut arrays = None;
+    for batch in reader {
+        arrays = Some(batch?.columns().to_vec());
+    }
+    Ok(arrays)
 }
 
 /// Decodes what [`encode`] wrote.
@@ -53,12 +73,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Vec<ArrayRef>>> {
     let mut sections = Vec::with_capacity(count);
     for _ in 0..count {
         let len = u64::from_le_bytes(take(8)?.try_into().map_err(|_| corrupt())?) as usize;
-        let reader = StreamReader::try_new(Cursor::new(take(len)?), None)?;
-        let mut arrays = Vec::new();
-        for batch in reader {
-            arrays = batch?.columns().to_vec();
-        }
-        sections.push(arrays);
+        sections.push(read_ipc_stream(take(len)?)?.unwrap_or_default());
     }
     Ok(sections)
 }

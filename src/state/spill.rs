@@ -17,14 +17,9 @@
 //! `operators::tumbling`, `operators::sliding`, `operators::stagger`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
-use datafusion::arrow::datatypes::{Field, Schema};
-use datafusion::arrow::ipc::MetadataVersion;
-use datafusion::arrow::ipc::reader::StreamReader;
-use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use datafusion::arrow::array::ArrayRef;
 use rocksdb::{BlockBasedOptions, DB, Direction, IteratorMode, Options, WriteOptions};
 
 use crate::error::{Result, SluiceError};
@@ -232,33 +227,11 @@ fn decode_run(bytes: &[u8]) -> Result<Vec<ArrayRef>> {
 /// than 64. An entry is often a row or a few, and 64-byte padding of each of its buffers
 /// would make it many times the size of its values.
 fn encode_entry(arrays: &[ArrayRef]) -> Result<Vec<u8>> {
-    let rows = arrays.first().map_or(0, |a| a.len());
-    let fields: Vec<Field> = arrays
-        .iter()
-        .enumerate()
-        .map(|(i, a)| Field::new(format!("c{i}"), a.data_type().clone(), true))
-        .collect();
-    let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new_with_options(
-        Arc::clone(&schema),
-        arrays.to_vec(),
-        &RecordBatchOptions::new().with_row_count(Some(rows)),
-    )?;
-    let mut bytes = Vec::new();
-    let options = IpcWriteOptions::try_new(8, false, MetadataVersion::V5)?;
-    let mut writer = StreamWriter::try_new_with_options(&mut bytes, &schema, options)?;
-    writer.write(&batch)?;
-    writer.finish()?;
-    drop(writer);
-    Ok(bytes)
+    crate::state::snapshot::ipc_stream(arrays, 8)
 }
 
 fn decode_entry(bytes: &[u8]) -> Result<Vec<ArrayRef>> {
-    let mut reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
-    match reader.next() {
-        Some(batch) => Ok(batch?.columns().to_vec()),
-        None => Err(SluiceError::runtime("corrupt spilled entry")),
-    }
+    crate::state::snapshot::read_ipc_stream(bytes)?.ok_or_else(|| SluiceError::runtime("corrupt spilled entry"))
 }
 
 impl Drop for SpillStore {
@@ -300,6 +273,8 @@ pub fn parse_size(text: &str) -> std::result::Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use datafusion::arrow::array::{Int64Array, StringArray};
 
     use super::*;

@@ -136,17 +136,13 @@ impl ShardReader {
             let mut output = match subscribed {
                 Ok(o) => o,
                 Err(e) => {
-                    let code = error_code(&e);
-                    if is_throttling(&code) {
-                        self.stats.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
                     // ResourceInUse: the previous subscription of this shard is still
                     // open on the service side; it lets go within seconds.
-                    let wait = backoff.next();
-                    tracing::debug!(shard = %self.shard, %code, wait_ms = wait.as_millis() as u64, "SubscribeToShard failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = self.shutdown.changed() => return Ok(()),
+                    if !self
+                        .retry_after(&error_code(&e), &mut backoff, "SubscribeToShard")
+                        .await
+                    {
+                        return Ok(());
                     }
                     continue;
                 }
@@ -325,6 +321,20 @@ impl ShardReader {
 
     /// A shard iterator at the reader's position: after `after`, or at the configured
     /// start. None when shutdown came first.
+    /// After a failed call: counts a throttle, then waits out the backoff. False when
+    /// the reader is shut down meanwhile.
+    async fn retry_after(&mut self, code: &str, backoff: &mut Backoff, call: &str) -> bool {
+        if is_throttling(code) {
+            self.stats.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let wait = backoff.next();
+        tracing::debug!(shard = %self.shard, %code, wait_ms = wait.as_millis() as u64, "{call} failed; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = self.shutdown.changed() => false,
+        }
+    }
+
     async fn iterator(&mut self, after: Option<&str>, backoff: &mut Backoff) -> crate::Result<Option<String>> {
         loop {
             let mut request = self
@@ -365,14 +375,8 @@ impl ShardReader {
                             self.config.connection.stream_name, self.shard
                         )));
                     }
-                    if is_throttling(&code) {
-                        self.stats.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    let wait = backoff.next();
-                    tracing::debug!(shard = %self.shard, %code, "GetShardIterator failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = self.shutdown.changed() => return Ok(None),
+                    if !self.retry_after(&code, backoff, "GetShardIterator").await {
+                        return Ok(None);
                     }
                 }
             }
