@@ -5,9 +5,10 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CeilFloorKind, DateTimeField, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, Ident, NamedWindowExpr, ObjectName, OrderByExpr, OrderByOptions, Query, SetExpr, Value,
-    VisitMut, VisitorMut, WindowSpec, WindowType,
+    BinaryOperator, CastKind, CeilFloorKind, CharacterLength, DataType as SqlDataType, DateTimeField, Expr, Function,
+    FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, Interval, NamedWindowExpr,
+    ObjectName, OrderByExpr, OrderByOptions, Query, SetExpr, Value, ValueWithSpan, VisitMut, VisitorMut, WindowSpec,
+    WindowType,
 };
 
 /// Rewrites a query (and its subqueries) in place.
@@ -100,6 +101,20 @@ fn renamed_function(upper: &str) -> Option<&'static str> {
         "REGEX_REPLACE" => "kda_regex_replace",
         "CHARACTER_LENGTH" => "char_length",
         "STD_DEV" => "stddev_samp",
+        "MOD" => "kda_mod",
+        "CEIL" | "CEILING" => "kda_ceil",
+        "FLOOR" => "kda_floor",
+        "EXP" => "kda_exp",
+        "LN" => "kda_ln",
+        "LOG10" => "kda_log10",
+        "POWER" => "kda_power",
+        "INITCAP" => "kda_initcap",
+        "CURRENT_TIMESTAMP" | "LOCALTIMESTAMP" => "kda_current_timestamp",
+        "CURRENT_DATE" => "kda_current_date",
+        "CURRENT_TIME" | "LOCALTIME" => "kda_current_time",
+        // The boolean aggregates (`x = ANY (subquery)` is another expression, AnyOp).
+        "EVERY" => "bool_and",
+        "ANY" | "SOME" => "bool_or",
         _ => return None,
     })
 }
@@ -118,6 +133,14 @@ fn rewrite_expr(expr: &mut Expr) -> Option<Expr> {
                     .map(str::to_string)
                     .unwrap_or_else(|| upper.to_lowercase());
                 f.name = ObjectName::from(vec![Ident::new(name)]);
+                // `CURRENT_TIMESTAMP` and its kin are written without parentheses.
+                if matches!(f.args, FunctionArguments::None) {
+                    f.args = FunctionArguments::List(FunctionArgumentList {
+                        duplicate_treatment: None,
+                        args: vec![],
+                        clauses: vec![],
+                    });
+                }
             }
             if let Some(WindowType::WindowSpec(spec)) = &mut f.over {
                 order_by_rowtime(spec);
@@ -132,6 +155,50 @@ fn rewrite_expr(expr: &mut Expr) -> Option<Expr> {
             expr: inner,
             field: CeilFloorKind::DateTimeField(field),
         } if unit_name(field).is_some() => Some(call("ceil_to", vec![(**inner).clone(), string(unit_name(field)?)])),
+        Expr::Floor {
+            expr: inner,
+            field: CeilFloorKind::DateTimeField(DateTimeField::NoDateTime),
+        } => Some(call("kda_floor", vec![(**inner).clone()])),
+        Expr::Ceil {
+            expr: inner,
+            field: CeilFloorKind::DateTimeField(DateTimeField::NoDateTime),
+        } => Some(call("kda_ceil", vec![(**inner).clone()])),
+        Expr::Extract { field, expr: inner, .. }
+            if unit_name(field).is_some_and(|u| crate::functions::extract::UNITS.contains(&u)) =>
+        {
+            Some(call("kda_extract", vec![string(unit_name(field)?), (**inner).clone()]))
+        }
+        Expr::Overlay {
+            expr: inner,
+            overlay_what,
+            overlay_from,
+            overlay_for,
+        } => {
+            let mut args = vec![(**inner).clone(), (**overlay_what).clone(), (**overlay_from).clone()];
+            if let Some(len) = overlay_for {
+                args.push((**len).clone());
+            }
+            Some(call("kda_overlay", args))
+        }
+        Expr::Cast {
+            kind: CastKind::Cast,
+            expr: inner,
+            data_type,
+            array: false,
+            format: None,
+        } => {
+            let (length, fixed) = character_type(data_type)?;
+            let n = Expr::Value(Value::Number(length.to_string(), false).into());
+            let fixed = Expr::Value(Value::Boolean(fixed).into());
+            Some(call("kda_cast_char", vec![(**inner).clone(), n, fixed]))
+        }
+        Expr::Interval(interval) if interval.last_field.is_some() => interval_range(interval),
+        Expr::Like {
+            pattern, escape_char, ..
+        } => {
+            like_pattern_to_backslash_escapes(pattern, escape_char);
+            None
+        }
         Expr::SimilarTo {
             negated,
             expr: inner,
@@ -186,13 +253,151 @@ fn rewrite_expr(expr: &mut Expr) -> Option<Expr> {
         Expr::Identifier(ident) if ident.quote_style.is_none() && ident.value == "CURRENT_ROW_TIMESTAMP" => {
             Some(call("current_row_timestamp", vec![]))
         }
+        Expr::Identifier(ident) if ident.quote_style.is_none() && ident.value == "LOCALTIMESTAMP" => {
+            Some(call("kda_current_timestamp", vec![]))
+        }
+        Expr::Identifier(ident) if ident.quote_style.is_none() && ident.value == "LOCALTIME" => {
+            Some(call("kda_current_time", vec![]))
+        }
         _ => None,
     }
+}
+
+/// `INTERVAL '3 4' DAY TO HOUR`, `INTERVAL '-59:59.999' MINUTE TO SECOND(3)`: DataFusion
+/// plans only one-unit qualifiers, so the value is spelled out unit by unit
+/// (`'3 days 4 hours'`). A value that does not have one number per unit is left to
+/// DataFusion's error.
+fn interval_range(interval: &Interval) -> Option<Expr> {
+    const UNITS: [&str; 6] = ["YEAR", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND"];
+    let first = unit_name(interval.leading_field.as_ref()?)?;
+    let last = unit_name(interval.last_field.as_ref()?)?;
+    let (a, b) = (
+        UNITS.iter().position(|u| *u == first)?,
+        UNITS.iter().position(|u| *u == last)?,
+    );
+    let Expr::Value(v) = interval.value.as_ref() else {
+        return None;
+    };
+    let Value::SingleQuotedString(text) = &v.value else {
+        return None;
+    };
+    let text = text.trim();
+    let (sign, body) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text.strip_prefix('+').unwrap_or(text)),
+    };
+    let parts: Vec<&str> = body.split([' ', ':', '-']).filter(|p| !p.is_empty()).collect();
+    let numeric = |p: &&str| p.parse::<f64>().is_ok_and(f64::is_finite);
+    if a >= b || parts.len() != b - a + 1 || !parts.iter().all(numeric) {
+        return None;
+    }
+    let spelled: Vec<String> = parts
+        .iter()
+        .zip(&UNITS[a..=b])
+        .map(|(p, u)| format!("{sign}{p} {}s", u.to_lowercase()))
+        .collect();
+    Some(Expr::Interval(Interval {
+        value: Box::new(string(&spelled.join(" "))),
+        leading_field: None,
+        leading_precision: None,
+        last_field: None,
+        fractional_seconds_precision: None,
+    }))
+}
+
+/// The length of a character type (-1: none) and whether it is fixed (CHAR, padded).
+fn character_type(t: &SqlDataType) -> Option<(i64, bool)> {
+    let length = |l: &Option<CharacterLength>, default: i64| match l {
+        Some(CharacterLength::IntegerLength { length, .. }) => i64::try_from(*length).unwrap_or(i64::MAX),
+        Some(CharacterLength::Max) => -1,
+        None => default,
+    };
+    Some(match t {
+        SqlDataType::Char(l) | SqlDataType::Character(l) => (length(l, 1), true),
+        SqlDataType::Varchar(l) | SqlDataType::CharVarying(l) | SqlDataType::CharacterVarying(l) => {
+            (length(l, -1), false)
+        }
+        _ => return None,
+    })
+}
+
+/// KDA's LIKE has no escape character unless `ESCAPE c` names one; DataFusion's always
+/// treats `\` as one and accepts no other. A literal pattern is rewritten into
+/// DataFusion's form: `\` and `c%`, `c_`, `cc` become `\\`, `\%`, `\_`, `c`.
+/// (A computed pattern with an escape character other than `\` stays as it is, and
+/// DataFusion reports it.)
+fn like_pattern_to_backslash_escapes(pattern: &mut Expr, escape_char: &mut Option<ValueWithSpan>) {
+    let escape = match escape_char.as_ref().map(|v| &v.value) {
+        None => None,
+        Some(Value::SingleQuotedString(e)) if e.chars().count() == 1 => e.chars().next(),
+        Some(_) => return,
+    };
+    if escape == Some('\\') {
+        return;
+    }
+    let Expr::Value(v) = pattern else { return };
+    let Value::SingleQuotedString(text) = &v.value else {
+        return;
+    };
+    let mut out = String::with_capacity(text.len() + 4);
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if Some(c) == escape {
+            match chars.next() {
+                Some(n @ ('%' | '_')) => {
+                    out.push('\\');
+                    out.push(n);
+                }
+                Some('\\') => out.push_str("\\\\"),
+                Some(n) => out.push(n),
+                None => out.push(c),
+            }
+        } else if c == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(c);
+        }
+    }
+    *pattern = string(&out);
+    *escape_char = None;
 }
 
 #[cfg(test)]
 mod tests {
     use crate::dialect::script::parse_query;
+
+    #[test]
+    fn maps_kda_scalar_functions_to_udfs() {
+        let q = parse_query(
+            "SELECT STREAM MOD(a, 3), CEILING(x), CEIL(x), FLOOR(x), LN(x), INITCAP(s), EXTRACT(SECOND FROM ROWTIME), \
+             OVERLAY(s PLACING 'ab' FROM 2 FOR 1), CURRENT_TIMESTAMP, LOCALTIMESTAMP, CURRENT_DATE, LOCALTIME, \
+             CAST(ROWTIME AS VARCHAR(25)), CAST(s AS CHAR), CAST(a AS INTEGER), EVERY(b), ANY(b), \
+             s LIKE 'a!_%\\' ESCAPE '!', s LIKE 'C:\\%', TRIM(LEADING FROM s), \
+             SUBSTRING(s SIMILAR '%#\"x#\"%' ESCAPE '#'), INTERVAL '3 4' DAY TO HOUR, \
+             INTERVAL '-59:59.999' MINUTE TO SECOND(3) FROM t",
+        )
+        .unwrap();
+        let text = q.to_string();
+        for expected in [
+            "kda_mod(A, 3)",
+            "kda_ceil(X), kda_ceil(X), kda_floor(X), kda_ln(X)",
+            "kda_initcap(S)",
+            "kda_extract('SECOND', ROWTIME)",
+            "kda_overlay(S, 'ab', 2, 1)",
+            "kda_current_timestamp(), kda_current_timestamp(), kda_current_date(), kda_current_time()",
+            "kda_cast_char(ROWTIME, 25, false), kda_cast_char(S, 1, true), CAST(A AS INTEGER)",
+            "bool_and(B), bool_or(B)",
+            // DataFusion's LIKE always escapes with a backslash.
+            "S LIKE 'a\\_%\\\\'",
+            "S LIKE 'C:\\\\%'",
+            "TRIM(LEADING ' ' FROM S)",
+            "kda_substring_similar(S, '%#\"x#\"%', '#')",
+            "INTERVAL '3 days 4 hours'",
+            "INTERVAL '-59 minutes -59.999 seconds'",
+        ] {
+            assert!(text.contains(expected), "{expected} not in {text}");
+        }
+    }
 
     #[test]
     fn maps_kda_forms_to_udfs() {

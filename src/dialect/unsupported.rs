@@ -9,18 +9,13 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan};
 
 /// KDA functions that are documented but not implemented by sluice yet.
-pub const KDA_FUNCTIONS_NOT_YET: [&str; 11] = [
+pub const KDA_FUNCTIONS_NOT_YET: [&str; 6] = [
     "TOP_K_ITEMS_TUMBLING",
     "COUNT_DISTINCT_ITEMS_TUMBLING",
     "RANDOM_CUT_FOREST",
     "RANDOM_CUT_FOREST_WITH_EXPLANATION",
     "HOTSPOTS",
     "GROUP_RANK",
-    "EXP_AVG",
-    "NTH_VALUE",
-    "LAG",
-    "ANY",
-    "EVERY",
 ];
 
 /// Is `name` (any case) a documented KDA function sluice does not run yet?
@@ -80,18 +75,6 @@ pub fn explain_parse_failure(tokens: &[TokenWithSpan]) -> Option<(Location, Stri
     let word = |t: &TokenWithSpan, k: Keyword| matches!(&t.token, Token::Word(w) if w.keyword == k);
     for (i, t) in tokens.iter().enumerate() {
         let prev = i.checked_sub(1).map(|p| &tokens[p]);
-        // `JOIN s OVER (RANGE ...) AS b`: a windowed stream-to-stream join
-        if word(t, Keyword::OVER)
-            && prev.is_some_and(
-                |p| matches!(&p.token, Token::Word(w) if w.keyword == Keyword::NoKeyword || w.quote_style.is_some()),
-            )
-            && tokens[..i].iter().rev().take(4).any(|p| word(p, Keyword::JOIN))
-        {
-            return Some((
-                t.span.start,
-                "stream-to-stream joins with a window (JOIN stream OVER (...))".into(),
-            ));
-        }
         // `ORDER BY ts WITHIN INTERVAL ...`: T-sort
         if word(t, Keyword::WITHIN) && tokens[..i].iter().any(|p| word(p, Keyword::ORDER)) {
             return Some((t.span.start, "T-sorting a stream (ORDER BY ... WITHIN)".into()));

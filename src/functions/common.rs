@@ -32,10 +32,14 @@ pub(crate) fn eval_arrays(
     f: impl FnOnce(&[ArrayRef]) -> Result<ArrayRef>,
 ) -> Result<ColumnarValue> {
     let all_scalar = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
-    let len = if all_scalar { 1 } else { number_rows };
+    // Constant arguments over a batch without rows are evaluated on no rows: a row
+    // error (SUBSTRING('abc', 1, -1)) belongs to rows, and the runtime's isolation of
+    // failing rows evaluates the batch that remains, possibly empty, once more.
+    let one_value = all_scalar && number_rows > 0;
+    let len = if one_value { 1 } else { number_rows };
     let arrays = args.iter().map(|a| a.to_array(len)).collect::<Result<Vec<_>>>()?;
     let out = f(&arrays)?;
-    if all_scalar {
+    if one_value {
         Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
     } else {
         Ok(ColumnarValue::Array(out))

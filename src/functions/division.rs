@@ -12,6 +12,7 @@
 //! * NULL operands give NULL.
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Datum, Int64Array};
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::kernels::numeric::div;
 use datafusion::arrow::datatypes::{ArrowNativeTypeOp, DataType, Float64Type, Int64Type};
 use datafusion::arrow::error::ArrowError;
@@ -91,48 +92,72 @@ impl ScalarUDFImpl for SluiceDiv {
         if is_interval_like(&l.data_type()) {
             return super::common::eval_arrays(&[l, r], args.number_rows, |a| divide_interval(&a[0], &a[1]));
         }
-        let all_scalar = matches!((&l, &r), (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_)));
-        // Check the divisor for zeros before dividing.
-        let divisor: ArrayRef = match &r {
-            ColumnarValue::Scalar(s) => s.to_array()?,
-            ColumnarValue::Array(a) => a.clone(),
-        };
-        if has_zero(&divisor)? {
-            return exec_err!("division by zero");
-        }
-        let lhs: Box<dyn Datum> = match &l {
-            ColumnarValue::Scalar(s) => Box::new(s.to_scalar()?),
-            ColumnarValue::Array(a) => Box::new(a.clone()),
-        };
-        let rhs: Box<dyn Datum> = match &r {
-            ColumnarValue::Scalar(s) => Box::new(s.to_scalar()?),
-            ColumnarValue::Array(a) => Box::new(a.clone()),
-        };
-        let out = div(lhs.as_ref(), rhs.as_ref()).map_err(|e| row_error(NAME, e))?;
-        if all_scalar {
-            Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(
-                &out, 0,
-            )?))
-        } else {
-            Ok(ColumnarValue::Array(out))
-        }
+        numeric_kernel(NAME, &l, &r, args.number_rows, div)
     }
 }
 
-/// True when some non-NULL value of the divisor is zero (`-0.0` included).
-fn has_zero(divisor: &ArrayRef) -> Result<bool> {
+/// Applies `kernel` (`/` or `%`) to two numeric arguments after refusing a zero divisor
+/// on the rows that divide at all: a NULL dividend gives NULL, and a batch without rows
+/// divides nothing.
+pub(crate) fn numeric_kernel(
+    name: &str,
+    l: &ColumnarValue,
+    r: &ColumnarValue,
+    number_rows: usize,
+    kernel: impl Fn(&dyn Datum, &dyn Datum) -> Result<ArrayRef, ArrowError>,
+) -> Result<ColumnarValue> {
+    let all_scalar = matches!((l, r), (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_)));
+    let divisor: ArrayRef = match r {
+        ColumnarValue::Scalar(s) => s.to_array()?,
+        ColumnarValue::Array(a) => a.clone(),
+    };
+    let live = match l {
+        ColumnarValue::Scalar(s) => (!s.is_null() && number_rows > 0).then_some(None),
+        ColumnarValue::Array(a) => (a.null_count() < a.len()).then(|| a.logical_nulls()),
+    };
+    if let Some(dividend_nulls) = live
+        && has_zero(name, &divisor, dividend_nulls.as_ref())?
+    {
+        return exec_err!("division by zero");
+    }
+    let lhs: Box<dyn Datum> = match l {
+        ColumnarValue::Scalar(s) => Box::new(s.to_scalar()?),
+        ColumnarValue::Array(a) => Box::new(a.clone()),
+    };
+    let rhs: Box<dyn Datum> = match r {
+        ColumnarValue::Scalar(s) => Box::new(s.to_scalar()?),
+        ColumnarValue::Array(a) => Box::new(a.clone()),
+    };
+    let out = kernel(lhs.as_ref(), rhs.as_ref()).map_err(|e| row_error(name, e))?;
+    if all_scalar {
+        Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(
+            &out, 0,
+        )?))
+    } else {
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// True when some non-NULL value of the divisor is zero (`-0.0` included) in a row
+/// whose dividend is not NULL (`dividend_nulls` of a dividend array, if it has NULLs; a
+/// one-value divisor stands for every row).
+fn has_zero(name: &str, divisor: &ArrayRef, dividend_nulls: Option<&NullBuffer>) -> Result<bool> {
     use datafusion::arrow::array::downcast_primitive_array;
     let d = divisor.as_ref();
+    let dividend_valid = |i: usize| dividend_nulls.is_none_or(|n| d.len() == 1 || n.is_valid(i));
     downcast_primitive_array!(
         d => {
             let values = d.values();
-            Ok(match d.nulls() {
-                None => values.iter().any(|v| v.is_zero()),
-                Some(n) => values.iter().zip(n.iter()).any(|(v, valid)| valid && v.is_zero()),
-            })
+            if d.len() == 1 && d.is_valid(0) {
+                return Ok(values[0].is_zero());
+            }
+            Ok(values
+                .iter()
+                .enumerate()
+                .any(|(i, v)| v.is_zero() && d.is_valid(i) && dividend_valid(i)))
         }
         DataType::Null => Ok(false),
-        t => exec_err!("{NAME}: cannot divide by {t}"),
+        t => exec_err!("{name}: cannot divide by {t}"),
     )
 }
 

@@ -15,6 +15,12 @@
 //! | `REGEX_REPLACE(s, re, rep, start, occ)` | `kda_regex_replace(...)` ([`regex_replace`]) |
 //! | `SUBSTRING(s FROM a FOR b)`, `POSITION(a IN s)` | `kda_substring(s, a, b)`, `kda_position(a, s)` ([`string`]) |
 //! | `CHAR_TO_DATE`, `CHAR_TO_TIME`, `DATE_TO_CHAR`, `TIME_TO_CHAR` | `char_to_date`, `char_to_time`, `date_to_char`, `time_to_char` ([`date_time_format`]) |
+//! | `SUBSTRING(s SIMILAR p ESCAPE e)` | `kda_substring_similar(s, p, e)` ([`substring_similar`]) |
+//! | `INITCAP(s)`, `OVERLAY(s PLACING r FROM a FOR b)` | `kda_initcap(s)`, `kda_overlay(s, r, a, b)` ([`string`]) |
+//! | `MOD(a, b)`, `FLOOR(n)`, `CEIL(n)`, `CEILING(n)`, `EXP`, `LN`, `LOG10`, `POWER` | `kda_mod`, `kda_floor`, `kda_ceil`, `kda_exp`, `kda_ln`, `kda_log10`, `kda_power` ([`numeric`]) |
+//! | `EXTRACT(unit FROM x)` | `kda_extract('UNIT', x)` ([`extract`]) |
+//! | `CAST(x AS VARCHAR(n))`, `CAST(x AS CHAR(n))` | `kda_cast_char(x, n, false)`, `kda_cast_char(x, n, true)` ([`cast_char`]) |
+//! | `CURRENT_TIMESTAMP`, `LOCALTIMESTAMP`, `CURRENT_DATE`, `CURRENT_TIME`, `LOCALTIME` | `kda_current_timestamp()`, `kda_current_date()`, `kda_current_time()` ([`clock`]) |
 //! | `REGEX_LOG_PARSE`, `FAST_REGEX_LOG_PARSE(R)`, `VARIABLE_COLUMN_LOG_PARSE`, `FIXED_COLUMN_LOG_PARSE`, `W3C_LOG_PARSE`, `SYS_LOG_PARSE` | the lower-case names, returning a ROW (Struct) ([`log_parse`]) |
 //!
 //! Every function returns `DataFusionError::Execution` for a row-level failure (division
@@ -28,19 +34,26 @@ use std::sync::Arc;
 use datafusion::logical_expr::ScalarUDF;
 
 mod calendar;
+pub mod cast_char;
+pub mod clock;
 pub(crate) mod common;
 pub mod date_time_format;
 pub mod datetime_format;
 pub mod division;
 pub mod epoch;
+pub mod extract;
 pub mod floor_ceil;
+pub mod interval_multiply;
 pub mod interval_qualify;
 pub mod log_parse;
+pub mod numeric;
 pub mod regex_replace;
 pub mod similar_to;
 pub mod simple_date_format;
+pub mod simplify;
 pub mod step;
 pub mod string;
+pub mod substring_similar;
 
 /// Every sluice UDF, registered under its lower-case name.
 pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
@@ -50,6 +63,7 @@ pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(floor_ceil::FloorTo::floor())),
         Arc::new(ScalarUDF::from(floor_ceil::FloorTo::ceil())),
         Arc::new(ScalarUDF::from(interval_qualify::IntervalQualify::default())),
+        Arc::new(ScalarUDF::from(interval_multiply::IntervalMultiply::default())),
         Arc::new(ScalarUDF::from(similar_to::SimilarTo::default())),
         Arc::new(ScalarUDF::from(epoch::UnixTimestamp::default())),
         Arc::new(ScalarUDF::from(epoch::ToTimestampMs::default())),
@@ -59,7 +73,25 @@ pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(regex_replace::KdaRegexReplace::default())),
         Arc::new(ScalarUDF::from(string::KdaSubstring::default())),
         Arc::new(ScalarUDF::from(string::KdaPosition::default())),
+        Arc::new(ScalarUDF::from(string::KdaInitcap::default())),
+        Arc::new(ScalarUDF::from(string::KdaOverlay::default())),
+        Arc::new(ScalarUDF::from(numeric::KdaMod::default())),
+        Arc::new(ScalarUDF::from(numeric::RoundToInteger::floor())),
+        Arc::new(ScalarUDF::from(numeric::RoundToInteger::ceil())),
+        Arc::new(ScalarUDF::from(extract::KdaExtract::default())),
+        Arc::new(ScalarUDF::from(cast_char::KdaCastChar::default())),
+        Arc::new(ScalarUDF::from(substring_similar::KdaSubstringSimilar::default())),
     ];
+    udfs.extend(
+        numeric::MathFn::ALL
+            .into_iter()
+            .map(|f| Arc::new(ScalarUDF::from(numeric::DoubleFunction::new(f)))),
+    );
+    udfs.extend(
+        clock::Clock::ALL
+            .into_iter()
+            .map(|c| Arc::new(ScalarUDF::from(clock::QueryClock::new(c)))),
+    );
     udfs.extend(
         date_time_format::DateTimeFn::ALL
             .into_iter()
@@ -190,6 +222,80 @@ mod tests {
             )
             .await,
             ["PT170929442S", "-PT1S", "", "PT109655210S"]
+        );
+    }
+
+    /// The KDA functions of spec §4.3–4.6 that replace DataFusion's, on columns.
+    #[tokio::test]
+    async fn kda_scalar_functions_on_columns() {
+        let c = |sql: &'static str| async move { column(&with_table(sql).await) };
+        assert_eq!(c("SELECT kda_mod(n, 5) AS x FROM t").await, ["3", "-3", "", "0"]);
+        assert!(
+            with_table("SELECT kda_mod(10, n) AS x FROM t")
+                .await
+                .contains("division by zero")
+        );
+        assert_eq!(
+            c("SELECT kda_floor(sluice_div(CAST(n AS DOUBLE), 2)) AS x FROM t").await,
+            ["11.0", "-2.0", "", "0.0"]
+        );
+        assert_eq!(
+            c("SELECT kda_ceil(sluice_div(CAST(n AS DOUBLE), 2)) AS x FROM t").await,
+            ["12.0", "-1.0", "", "0.0"]
+        );
+        assert_eq!(c("SELECT kda_floor(n) AS x FROM t").await, ["23", "-3", "", "0"]);
+        assert_eq!(
+            c("SELECT kda_power(n, 2) AS x FROM t").await,
+            ["529.0", "9.0", "", "0.0"]
+        );
+        assert!(
+            with_table("SELECT kda_ln(n) AS x FROM t")
+                .await
+                .contains("not a finite number")
+        );
+        assert_eq!(
+            c("SELECT kda_extract('SECOND', ts) AS x FROM t").await,
+            ["29.999", "59.500", "", "23.000"]
+        );
+        assert_eq!(
+            c("SELECT kda_extract('YEAR', ts) AS x FROM t").await,
+            ["2024", "1969", "", "2004"]
+        );
+        assert_eq!(
+            c("SELECT kda_cast_char(ts, -1, false) AS x FROM t").await,
+            [
+                "2024-03-01 12:00:29.999",
+                "1969-12-31 23:59:59.5",
+                "",
+                "2004-09-30 13:48:23.0"
+            ]
+        );
+        assert_eq!(
+            c("SELECT kda_initcap(s) AS x FROM t").await,
+            ["North-12", "South-2", "", "A.c"]
+        );
+        assert_eq!(
+            c("SELECT kda_overlay(s, '*', 2, 2) AS x FROM t").await,
+            ["N*TH-12", "s*th-2", "", "a*"]
+        );
+        assert_eq!(
+            c("SELECT kda_substring_similar(s, '%-#\"[0-9]+#\"', '#') IS NULL AS x, \
+               kda_substring_similar(s, '%-#\"[0-9]+#\"', '#') AS y FROM t")
+            .await,
+            ["false | 12", "false | 2", "true  |", "true  |"]
+        );
+        // DataFusion's own functions where they already have KDA's semantics.
+        assert_eq!(c("SELECT char_length(s) AS x FROM t").await, ["8", "7", "", "3"]);
+        assert_eq!(
+            c("SELECT upper(s) AS x FROM t").await,
+            ["NORTH-12", "SOUTH-2", "", "A.C"]
+        );
+        assert_eq!(c("SELECT coalesce(n, 100) AS x FROM t").await, ["23", "-3", "100", "0"]);
+        assert_eq!(c("SELECT nullif(n, 0) AS x FROM t").await, ["23", "-3", "", ""]);
+        assert_eq!(c("SELECT abs(n) AS x FROM t").await, ["23", "3", "", "0"]);
+        assert_eq!(
+            c("SELECT s || '/' AS x FROM t").await,
+            ["NORTH-12/", "south-2/", "", "a.c/"]
         );
     }
 

@@ -4,6 +4,7 @@
 //! Operators are plain synchronous state machines: the runtime owns the tasks and
 //! channels, so an operator can be tested by calling it directly.
 
+pub mod analytic;
 pub mod eval;
 pub mod filter;
 pub mod insert;
@@ -11,12 +12,20 @@ pub mod keyed_spill;
 pub mod lookup_join;
 pub mod pipeline;
 pub mod project;
+pub mod rowtime_override;
+pub mod session_window;
 pub mod sliding;
+pub mod sort;
 pub mod stagger;
+pub mod stream_join;
+pub mod t_sort;
 pub mod table_functions;
 #[cfg(test)]
 mod test_input;
+pub mod time_probe;
 pub mod tumbling;
+pub mod window_aggregate;
+pub mod window_assign;
 
 use datafusion::arrow::array::RecordBatch;
 
@@ -56,6 +65,22 @@ pub trait Operator: Send {
     /// Time reached `bound`. Windowed operators emit what this closes.
     fn on_bound(&mut self, _bound: Millis, _ctx: &mut OpContext) -> Result<Vec<RecordBatch>> {
         Ok(vec![])
+    }
+
+    /// The input has ended: nothing follows, not even rows at the time already reached.
+    /// An operator that holds rows of the current instant for peers still to come (the
+    /// stream join) emits them now. Windows that end later stay open: time did not pass
+    /// them.
+    fn on_end(&mut self, _ctx: &mut OpContext) -> Result<Vec<RecordBatch>> {
+        Ok(vec![])
+    }
+
+    /// The smallest ROWTIME this operator may still emit, when that can be below the
+    /// time its input has reached (a streaming ORDER BY stamps a held group with the
+    /// group's start; an `AS ROWTIME` override stamps rows with their own time). The pump
+    /// never announces a bound past it, so downstream windows and merges stay correct.
+    fn emit_floor(&self) -> Option<Millis> {
+        None
     }
 
     /// The operator's state for a checkpoint; None for a stateless operator. Taking a

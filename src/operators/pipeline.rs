@@ -48,6 +48,30 @@ impl Pipeline {
         Ok(out)
     }
 
+    /// The input ended: each operator in turn emits what only the end completes.
+    pub fn on_end(&mut self, errors: &mut Vec<ErrorRow>) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for i in 0..self.ops.len() {
+            let emitted = {
+                let mut ctx = OpContext {
+                    pump: &self.pump,
+                    errors,
+                };
+                self.ops[i].on_end(&mut ctx)?
+            };
+            if !emitted.is_empty() {
+                out.extend(self.run_from(i + 1, emitted, errors)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The bound the pump may announce downstream once the chain has seen `bound`: no
+    /// later than what any operator may still emit (see [`Operator::emit_floor`]).
+    pub fn forward_bound(&self, bound: Millis) -> Millis {
+        self.ops.iter().filter_map(|o| o.emit_floor()).fold(bound, Millis::min)
+    }
+
     /// How many of the chain's operators spill (take a share of the memory budget).
     pub fn spilling_operators(&self) -> usize {
         self.ops.iter().filter(|o| o.spills()).count()

@@ -9,6 +9,13 @@
 //! MAX use DataFusion's moving min/max structure, so the cost per row does not grow with
 //! the window.
 //!
+//! KDA's analytic functions (`LAG`, `FIRST_VALUE`, `LAST_VALUE`, `NTH_VALUE`, `EXP_AVG`;
+//! see `super::analytic`) run in the same partitions in place of an accumulator: a
+//! bounded frame's function reads the rows the partition holds anyway (the window, oldest
+//! first, the current row last), an unbounded frame's keeps the few values it can still
+//! need. Spilling, snapshots and restores treat them like aggregates: a bounded frame is
+//! saved as its rows and rebuilt from them, an unbounded one as its state.
+//!
 //! ## Spilling
 //!
 //! The operator keeps an estimate of its state's memory, per window aggregate: for each
@@ -49,6 +56,7 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
+use super::analytic::{AnalyticFunction, AnalyticState};
 use super::eval::eval_isolating;
 use super::keyed_spill::KeyedSpill;
 use super::tumbling::SpillStats;
@@ -72,19 +80,73 @@ impl Frame {
     }
 }
 
+/// What a window computes: a DataFusion aggregate on a sliding accumulator, or one of
+/// KDA's analytic functions (`super::analytic`), which read the held rows directly.
+pub enum WindowFunction {
+    Aggregate(Arc<AggregateFunctionExpr>),
+    Analytic(AnalyticFunction),
+}
+
+impl WindowFunction {
+    fn name(&self) -> &str {
+        match self {
+            WindowFunction::Aggregate(a) => a.fun().name(),
+            WindowFunction::Analytic(f) => &f.name,
+        }
+    }
+}
+
 pub struct WindowAggregate {
-    pub aggregate: Arc<AggregateFunctionExpr>,
+    pub function: WindowFunction,
     pub partition_by: Vec<Arc<dyn PhysicalExpr>>,
     pub frame: Frame,
 }
 
+/// A partition's running state: the aggregate's accumulator, or the analytic function's
+/// state.
+enum Evaluator {
+    Aggregate(Box<dyn Accumulator>),
+    Analytic(AnalyticState),
+}
+
+impl Evaluator {
+    fn size(&self) -> usize {
+        match self {
+            Evaluator::Aggregate(a) => a.size(),
+            Evaluator::Analytic(a) => a.size(),
+        }
+    }
+}
+
+/// An unbounded frame's partition state as scalars (its snapshot and spill encoding).
+fn evaluator_state(spec: &WindowAggregate, eval: &mut Evaluator) -> Result<Vec<ScalarValue>> {
+    match (eval, &spec.function) {
+        (Evaluator::Aggregate(a), _) => Ok(a.state()?),
+        (Evaluator::Analytic(a), WindowFunction::Analytic(f)) => f.state(a),
+        _ => Err(corrupt()),
+    }
+}
+
+/// Loads an unbounded frame's partition state (arrays of [`evaluator_state`], one row)
+/// into a fresh evaluator.
+fn merge_state(spec: &WindowAggregate, eval: &mut Evaluator, arrays: &[ArrayRef]) -> Result<()> {
+    match (eval, &spec.function) {
+        (Evaluator::Aggregate(a), _) => Ok(a.merge_batch(arrays)?),
+        (Evaluator::Analytic(a), WindowFunction::Analytic(f)) => {
+            *a = f.restore(arrays)?;
+            Ok(())
+        }
+        _ => Err(corrupt()),
+    }
+}
+
 struct Partition {
-    accumulator: Box<dyn Accumulator>,
+    eval: Evaluator,
     /// The rows in the window: ROWTIME and the aggregate's argument values (1-row slices).
     rows: VecDeque<(Millis, Vec<ArrayRef>)>,
     /// [`row_bytes`] of the rows in `rows`.
     row_bytes: usize,
-    /// The accumulator's `size()` when last measured.
+    /// The evaluator's `size()` when last measured.
     acc_bytes: usize,
     /// The batch (`KeyedSpill::tick`) that last touched the partition.
     last_used: u64,
@@ -180,11 +242,13 @@ struct WindowState {
 }
 
 impl WindowState {
-    fn new_accumulator(&self) -> Result<Box<dyn Accumulator>> {
-        Ok(if self.spec.frame.bounded() {
-            self.spec.aggregate.create_sliding_accumulator()?
-        } else {
-            self.spec.aggregate.create_accumulator()?
+    fn new_evaluator(&self) -> Result<Evaluator> {
+        Ok(match &self.spec.function {
+            WindowFunction::Aggregate(a) if self.spec.frame.bounded() => {
+                Evaluator::Aggregate(a.create_sliding_accumulator()?)
+            }
+            WindowFunction::Aggregate(a) => Evaluator::Aggregate(a.create_accumulator()?),
+            WindowFunction::Analytic(_) => Evaluator::Analytic(AnalyticState::default()),
         })
     }
 
@@ -214,7 +278,7 @@ impl WindowState {
     /// if it was evicted, else new.
     fn load(&mut self, window: usize, key: &[u8], t: Millis, spill: &mut KeyedSpill) -> Result<Partition> {
         let mut p = Partition {
-            accumulator: self.new_accumulator()?,
+            eval: self.new_evaluator()?,
             rows: VecDeque::new(),
             row_bytes: 0,
             acc_bytes: 0,
@@ -232,7 +296,7 @@ impl WindowState {
                 self.rebuild(&mut p, &arrays, Some(t))?;
             }
         }
-        p.acc_bytes = p.accumulator.size();
+        p.acc_bytes = p.eval.size();
         Ok(p)
     }
 
@@ -242,7 +306,7 @@ impl WindowState {
     /// accumulator's state.
     fn rebuild(&self, p: &mut Partition, arrays: &[ArrayRef], t: Option<Millis>) -> Result<()> {
         if !self.spec.frame.bounded() {
-            return Ok(p.accumulator.merge_batch(arrays)?);
+            return merge_state(&self.spec, &mut p.eval, arrays);
         }
         let times = arrays.first().ok_or_else(corrupt)?.as_primitive::<Int64Type>();
         let from = match (self.spec.frame, t) {
@@ -258,7 +322,16 @@ impl WindowState {
         } else {
             compact(&arrays[1..].iter().map(|a| a.slice(from, len)).collect::<Vec<_>>())?
         };
-        p.accumulator.update_batch(&args)?;
+        match (&mut p.eval, &self.spec.function) {
+            (Evaluator::Aggregate(a), _) => a.update_batch(&args)?,
+            (Evaluator::Analytic(a), WindowFunction::Analytic(f)) => {
+                let values = args.first().ok_or_else(corrupt)?;
+                for i in 0..len {
+                    a.push(f, values.slice(i, 1).as_ref());
+                }
+            }
+            _ => return Err(corrupt()),
+        }
         for i in 0..len {
             p.push(times.value(from + i), args.iter().map(|a| a.slice(i, 1)).collect());
         }
@@ -269,7 +342,10 @@ impl WindowState {
     /// its accumulator's `state()` for an unbounded one.
     fn encode(&self, p: &mut Partition) -> Result<Vec<ArrayRef>> {
         if !self.spec.frame.bounded() {
-            return p.accumulator.state()?.iter().map(|s| Ok(s.to_array()?)).collect();
+            return evaluator_state(&self.spec, &mut p.eval)?
+                .iter()
+                .map(|s| Ok(s.to_array()?))
+                .collect();
         }
         let mut arrays: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(p.rows.iter().map(|r| r.0)))];
         for a in 0..p.rows.front().map_or(0, |r| r.1.len()) {
@@ -354,7 +430,7 @@ impl WindowState {
     fn settle(&mut self) {
         for key in std::mem::take(&mut self.touched) {
             if let Some(p) = self.partitions.get_mut(&key) {
-                let size = p.accumulator.size();
+                let size = p.eval.size();
                 self.bytes = self.bytes + size - p.acc_bytes;
                 p.acc_bytes = size;
             }
@@ -390,12 +466,14 @@ impl SlidingWindowOp {
                 touched: Vec::new(),
                 loose: Vec::new(),
             };
-            let probe = state.new_accumulator()?;
-            if state.spec.frame.bounded() && !probe.supports_retract_batch() {
+            if let Evaluator::Aggregate(probe) = state.new_evaluator()?
+                && state.spec.frame.bounded()
+                && !probe.supports_retract_batch()
+            {
                 return Err(SluiceError::Unsupported {
                     line: 0,
                     column: 0,
-                    feature: format!("{} over a bounded sliding window", state.spec.aggregate.fun().name()),
+                    feature: format!("{} over a bounded sliding window", state.spec.function.name()),
                 });
             }
             states.push(state);
@@ -492,6 +570,7 @@ fn window_values(
     batch: &RecordBatch,
     keys: &[ArrayRef],
     args: &[ArrayRef],
+    defaults: Option<&ArrayRef>,
 ) -> Result<ArrayRef> {
     let rowtimes = rowtime_column(batch);
     // Without PARTITION BY the whole stream is one partition (the empty key).
@@ -509,9 +588,15 @@ fn window_values(
             Some(rows) => rows.row(i).data(),
             None => &[],
         };
-        let partition = state.partition(window, key, t, spill)?;
+        state.partition(window, key, t, spill)?;
+        let partition = state.partitions.get_mut(key).expect("loaded above");
+        let function = &state.spec.function;
         let row_args: Vec<ArrayRef> = args.iter().map(|a| a.slice(i, 1)).collect();
-        partition.accumulator.update_batch(&row_args)?;
+        match (&mut partition.eval, function) {
+            (Evaluator::Aggregate(a), _) => a.update_batch(&row_args)?,
+            (Evaluator::Analytic(a), WindowFunction::Analytic(f)) if frame.bounded() => a.push(f, row_args[0].as_ref()),
+            _ => {}
+        }
         let (mut added, mut removed, mut newly_loose) = (0, 0, false);
         if frame.bounded() {
             added = partition.push(t, row_args);
@@ -530,10 +615,24 @@ fn window_values(
                 let bytes = row_bytes(&old);
                 partition.row_bytes -= bytes;
                 removed += bytes;
-                partition.accumulator.retract_batch(&old)?;
+                match &mut partition.eval {
+                    Evaluator::Aggregate(a) => a.retract_batch(&old)?,
+                    Evaluator::Analytic(a) => a.pop(),
+                }
             }
         }
-        values.push(partition.accumulator.evaluate()?);
+        values.push(match (&mut partition.eval, function) {
+            (Evaluator::Aggregate(a), _) => a.evaluate()?,
+            (Evaluator::Analytic(a), WindowFunction::Analytic(f)) => {
+                let default = defaults.map(|d| ScalarValue::try_from_array(d, i)).transpose()?;
+                if frame.bounded() {
+                    f.evaluate_window(a, &partition.rows, default)?
+                } else {
+                    f.step_unbounded(a, t, ScalarValue::try_from_array(&args[0], i)?, default)?
+                }
+            }
+            _ => return Err(corrupt()),
+        });
         state.bytes = state.bytes + added - removed;
         if newly_loose {
             state.loose.push(key.into());
@@ -570,7 +669,7 @@ impl Operator for SlidingWindowOp {
                     }
                 } else {
                     keys.append_value(key);
-                    states.push(p.accumulator.state()?);
+                    states.push(evaluator_state(&w.spec, &mut p.eval)?);
                 }
             }
             if let Some(store) = store
@@ -664,9 +763,9 @@ impl Operator for SlidingWindowOp {
                     start = end;
                 } else {
                     let state: Vec<ArrayRef> = section[1..].iter().map(|a| a.slice(start, 1)).collect();
-                    w.partition(index, key, Millis::MIN, &mut self.spill)?
-                        .accumulator
-                        .merge_batch(&state)?;
+                    w.partition(index, key, Millis::MIN, &mut self.spill)?;
+                    let p = w.partitions.get_mut(key).expect("loaded above");
+                    merge_state(&w.spec, &mut p.eval, &state)?;
                     start += 1;
                 }
                 self.enforce_budget()?;
@@ -702,14 +801,17 @@ impl Operator for SlidingWindowOp {
                         .iter()
                         .map(|e| e.evaluate(b)?.into_array(n))
                         .collect::<Result<Vec<_>, _>>()?;
-                    let args = w
-                        .spec
-                        .aggregate
-                        .expressions()
-                        .iter()
-                        .map(|e| e.evaluate(b)?.into_array(n))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    Ok((keys, args))
+                    let (args, defaults) = match &w.spec.function {
+                        WindowFunction::Aggregate(a) => (
+                            a.expressions()
+                                .iter()
+                                .map(|e| e.evaluate(b)?.into_array(n))
+                                .collect::<Result<Vec<_>, _>>()?,
+                            None,
+                        ),
+                        WindowFunction::Analytic(f) => (vec![f.values(b)?], f.defaults(b)?),
+                    };
+                    Ok((keys, args, defaults))
                 })
                 .collect::<Result<Vec<_>, _>>()
         })?;
@@ -718,8 +820,16 @@ impl Operator for SlidingWindowOp {
         }
         self.spill.tick += 1;
         let mut columns: Vec<ArrayRef> = kept.columns()[..self.input_columns].to_vec();
-        for (index, (state, (keys, args))) in self.windows.iter_mut().zip(evaluated).enumerate() {
-            columns.push(window_values(state, index, &mut self.spill, &kept, &keys, &args)?);
+        for (index, (state, (keys, args, defaults))) in self.windows.iter_mut().zip(evaluated).enumerate() {
+            columns.push(window_values(
+                state,
+                index,
+                &mut self.spill,
+                &kept,
+                &keys,
+                &args,
+                defaults.as_ref(),
+            )?);
         }
         let rowtimes = rowtime_column(&kept);
         self.now = self.now.max(rowtimes.value(rowtimes.len() - 1));
@@ -776,7 +886,109 @@ mod tests {
             };
             specs.push((
                 WindowAggregate {
-                    aggregate: Arc::new(aggregate),
+                    function: WindowFunction::Aggregate(Arc::new(aggregate)),
+                    partition_by,
+                    frame,
+                },
+                key_types,
+            ));
+        }
+        fields.push(Field::new(
+            "ROWTIME",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ));
+        SlidingWindowOp::new(specs, 2, Arc::new(Schema::new(fields))).unwrap()
+    }
+
+    /// The analytic functions over every kind of frame: `LAG(V, 2, -1) IGNORE NULLS` over
+    /// `PARTITION BY K ROWS 3 PRECEDING`; `FIRST_VALUE(V)`, `NTH_VALUE(V, 2) FROM LAST
+    /// IGNORE NULLS` and `EXP_AVG(V, 5 s)` over `PARTITION BY K RANGE INTERVAL '10' SECOND
+    /// PRECEDING`; `LAST_VALUE(K) IGNORE NULLS`, `LAG(V)` and `EXP_AVG(V, 5 s)` over
+    /// `PARTITION BY K ROWS UNBOUNDED PRECEDING`; `NTH_VALUE(V, 2)` over the whole stream's
+    /// last 2 seconds.
+    fn analytic_operator() -> SlidingWindowOp {
+        use crate::operators::analytic::{AnalyticFunction, AnalyticKind};
+        use datafusion::physical_expr::expressions::lit;
+        let key: Arc<dyn PhysicalExpr> = Arc::new(Column::new("K", 0));
+        let v: Arc<dyn PhysicalExpr> = Arc::new(Column::new("V", 1));
+        let range = Frame::Range(Some(10_000));
+        let unbounded = Frame::Rows(None);
+        let windows = [
+            (
+                AnalyticKind::Lag { offset: 2 },
+                true,
+                &v,
+                Frame::Rows(Some(3)),
+                true,
+                DataType::Int64,
+            ),
+            (AnalyticKind::FirstValue, false, &v, range, true, DataType::Int64),
+            (
+                AnalyticKind::NthValue { n: 2, from_last: true },
+                true,
+                &v,
+                range,
+                true,
+                DataType::Int64,
+            ),
+            (
+                AnalyticKind::ExpAvg { half_life: 5_000 },
+                false,
+                &v,
+                range,
+                true,
+                DataType::Float64,
+            ),
+            (AnalyticKind::LastValue, true, &key, unbounded, true, DataType::Utf8),
+            (
+                AnalyticKind::Lag { offset: 1 },
+                false,
+                &v,
+                unbounded,
+                true,
+                DataType::Int64,
+            ),
+            (
+                AnalyticKind::ExpAvg { half_life: 5_000 },
+                false,
+                &v,
+                unbounded,
+                true,
+                DataType::Float64,
+            ),
+            (
+                AnalyticKind::NthValue { n: 2, from_last: false },
+                false,
+                &v,
+                Frame::Range(Some(2_000)),
+                false,
+                DataType::Int64,
+            ),
+        ];
+        let mut fields = vec![
+            Field::new("K", DataType::Utf8, true),
+            Field::new("V", DataType::Int64, true),
+        ];
+        let mut specs = Vec::new();
+        for (i, (kind, ignore_nulls, arg, frame, partitioned, ty)) in windows.into_iter().enumerate() {
+            fields.push(Field::new(format!("a{i}"), ty.clone(), true));
+            let (partition_by, key_types) = if partitioned {
+                (vec![Arc::clone(&key)], vec![DataType::Utf8])
+            } else {
+                (vec![], vec![])
+            };
+            let function = AnalyticFunction {
+                kind,
+                ignore_nulls,
+                value: Arc::clone(arg),
+                default: matches!(kind, AnalyticKind::Lag { offset: 2 }).then(|| lit(ScalarValue::Int64(Some(-1)))),
+                return_type: ty,
+                name: format!("a{i}"),
+            };
+            specs.push((
+                WindowAggregate {
+                    function: WindowFunction::Analytic(function),
                     partition_by,
                     frame,
                 },
@@ -818,6 +1030,38 @@ mod tests {
 
     #[test]
     fn a_budget_a_quarter_of_the_state_spills_and_emits_the_same_rows() {
+        budget_a_quarter_of_the_state(operator);
+    }
+
+    #[test]
+    fn analytic_functions_spill_and_emit_the_same_rows() {
+        budget_a_quarter_of_the_state(analytic_operator);
+    }
+
+    #[test]
+    fn analytic_functions_restore_from_a_checkpoint_of_spilled_partitions() {
+        checkpoint_of_spilled_partitions(analytic_operator);
+    }
+
+    /// The analytic operator's output is not trivial: every function gives values, all
+    /// but LAG IGNORE NULLS with a default give NULLs too, and that LAG gives its default
+    /// (never NULL: a row it finds has a value).
+    #[test]
+    fn analytic_functions_give_values_nulls_and_defaults() {
+        let out = all(&feed(&mut analytic_operator(), &input(3)));
+        for c in 2..10 {
+            let column = out.column(c);
+            assert!(column.null_count() < column.len(), "a{}: all NULL", c - 2);
+            if c > 2 {
+                assert!(column.null_count() > 0, "a{}: no NULL", c - 2);
+            }
+        }
+        let lag = out.column(2).as_primitive::<Int64Type>();
+        assert_eq!(lag.null_count(), 0);
+        assert!(lag.iter().any(|v| v == Some(-1)), "LAG's default");
+    }
+
+    fn budget_a_quarter_of_the_state(operator: fn() -> SlidingWindowOp) {
         let dir = tempfile::tempdir().unwrap();
         let batches = input(7);
         let mut unlimited = operator();
@@ -849,6 +1093,10 @@ mod tests {
 
     #[test]
     fn a_checkpoint_of_spilled_partitions_restores_and_does_not_change_the_output() {
+        checkpoint_of_spilled_partitions(operator);
+    }
+
+    fn checkpoint_of_spilled_partitions(operator: fn() -> SlidingWindowOp) {
         let dir = tempfile::tempdir().unwrap();
         let batches = input(11);
         let mut unlimited = operator();

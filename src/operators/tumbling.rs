@@ -35,7 +35,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, TimestampMillisecondArray, UInt32Array, new_null_array,
+    ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, TimestampMillisecondArray, UInt32Array,
 };
 use datafusion::arrow::compute::{partition, take};
 use datafusion::arrow::datatypes::Int64Type;
@@ -43,8 +43,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
@@ -83,14 +83,21 @@ pub struct AggregateSlot {
 
 impl AggregateSlot {
     pub fn new(expr: Arc<AggregateFunctionExpr>, filter: Option<Arc<dyn PhysicalExpr>>) -> Result<Self> {
-        if !expr.groups_accumulator_supported() {
+        let accumulator: Box<dyn GroupsAccumulator> = if expr.groups_accumulator_supported() {
+            expr.create_groups_accumulator()?
+        } else if matches!(expr.fun().name(), "first_value" | "last_value") {
+            // Without ORDER BY, DataFusion's FIRST_VALUE / LAST_VALUE take the first / last
+            // row in input order, which here is arrival (ROWTIME) order: one accumulator per
+            // group, fed each group's rows in batch order (DataFusion's own fallback).
+            let per_group = Arc::clone(&expr);
+            Box::new(GroupsAccumulatorAdapter::new(move || per_group.create_accumulator()))
+        } else {
             return Err(SluiceError::Unsupported {
                 line: 0,
                 column: 0,
                 feature: format!("aggregate {} in a streaming GROUP BY", expr.name()),
             });
-        }
-        let accumulator = expr.create_groups_accumulator()?;
+        };
         Ok(AggregateSlot {
             expr,
             filter,
@@ -169,24 +176,12 @@ impl TumblingAggregateOp {
 
     /// Evaluates the time key for probe instants.
     fn keys_at(&self, times: &[Millis]) -> Result<ArrayRef> {
-        let n = times.len();
-        let times: ArrayRef = Arc::new(TimestampMillisecondArray::from(times.to_vec()));
-        let last = self.input_schema.fields().len() - 1;
-        let columns: Vec<ArrayRef> = self
-            .input_schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                if i == last || self.time_columns.contains(&i) {
-                    datafusion::arrow::compute::cast(&times, f.data_type()).map_err(SluiceError::from)
-                } else {
-                    Ok(new_null_array(f.data_type(), n))
-                }
-            })
-            .collect::<Result<_>>()?;
-        let probe = RecordBatch::try_new(Arc::clone(&self.input_schema), columns)?;
-        Ok(self.group_exprs[self.time_key].evaluate(&probe)?.into_array(n)?)
+        super::time_probe::evaluate_at(
+            &self.group_exprs[self.time_key],
+            &self.input_schema,
+            &self.time_columns,
+            times,
+        )
     }
 
     /// The first instant after `t0` whose bucket key differs from `key`.

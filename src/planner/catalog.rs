@@ -34,21 +34,32 @@ pub struct Catalog {
     /// The rows of each reference table: loaded when the application is planned, and
     /// replaced by refreshes while it runs (each join reads the current version).
     table_data: HashMap<String, Arc<super::reference::ReferenceData>>,
+    /// The internal streams of window table functions (TUMBLE, HOP, ...), for the
+    /// GROUP BY over them.
+    window_streams: HashMap<String, super::window_tvf::WindowStream>,
     state: SessionState,
 }
 
 impl Catalog {
     pub fn new() -> crate::Result<Self> {
         let mut state = SessionStateBuilder::new().with_default_features().build();
+        // CURRENT_TIMESTAMP and its kin are fixed at the application's start.
+        state.execution_props_mut().query_execution_start_time = Some(chrono::Utc::now());
         for udf in crate::functions::all_udfs() {
             state.register_udf(udf)?;
         }
         for udf in super::markers::marker_udfs() {
             state.register_udf(udf)?;
         }
+        // `interval * n`, which DataFusion's coercion has no rule for.
+        state.register_expr_planner(Arc::new(crate::functions::interval_multiply::IntervalArithmeticPlanner))?;
+        for udwf in crate::operators::analytic::markers::marker_udwfs() {
+            state.register_udwf(std::sync::Arc::new(udwf))?;
+        }
         Ok(Catalog {
             relations: HashMap::new(),
             table_data: HashMap::new(),
+            window_streams: HashMap::new(),
             state,
         })
     }
@@ -63,6 +74,14 @@ impl Catalog {
 
     pub fn table_data(&self, name: &str) -> Option<&Arc<super::reference::ReferenceData>> {
         self.table_data.get(name)
+    }
+
+    pub fn set_window_stream(&mut self, name: &str, window: super::window_tvf::WindowStream) {
+        self.window_streams.insert(name.to_string(), window);
+    }
+
+    pub fn window_stream(&self, name: &str) -> Option<&super::window_tvf::WindowStream> {
+        self.window_streams.get(name)
     }
 
     pub fn get(&self, name: &str) -> Option<&Relation> {

@@ -21,7 +21,7 @@ use crate::operators::Operator;
 use crate::operators::filter::FilterOp;
 use crate::operators::lookup_join::LookupJoinOp;
 use crate::operators::project::ProjectOp;
-use crate::operators::sliding::{Frame, SlidingWindowOp, WindowAggregate};
+use crate::operators::sliding::{Frame, SlidingWindowOp, WindowAggregate, WindowFunction as SlidingFunction};
 use crate::operators::stagger::StaggerAggregateOp;
 use crate::operators::tumbling::{AggregateSlot, TumblingAggregateOp};
 use crate::types::{ROWTIME, TIMESTAMP_TYPE};
@@ -60,7 +60,7 @@ impl At {
 
 /// Batches carry the logical columns and then ROWTIME; a stream scan's schema already
 /// ends with its ROWTIME column.
-fn with_rowtime(schema: &DFSchema) -> SchemaRef {
+pub(super) fn with_rowtime(schema: &DFSchema) -> SchemaRef {
     let mut fields: Vec<Field> = schema
         .fields()
         .iter()
@@ -70,9 +70,10 @@ fn with_rowtime(schema: &DFSchema) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-fn physical(e: &Expr, schema: &DFSchema, catalog: &Catalog) -> Result<Arc<dyn PhysicalExpr>> {
+pub(super) fn physical(e: &Expr, schema: &DFSchema, catalog: &Catalog) -> Result<Arc<dyn PhysicalExpr>> {
+    let e = crate::functions::simplify::for_execution(e, schema, catalog.state())?;
     Ok(create_physical_expr(
-        e,
+        &e,
         schema,
         catalog.state().execution_props(),
         &PhysicalPlanningContext::default(),
@@ -132,6 +133,9 @@ pub fn lower(plan: &LogicalPlan, catalog: &Catalog, at: At) -> Result<Lowered> {
             if agg.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
                 return Err(at.unsupported("GROUPING SETS / CUBE / ROLLUP in a streaming query"));
             }
+            if let Some(window) = super::window_tvf::window_source(&agg.input, catalog) {
+                return super::window_tvf::lower_aggregate(agg, window, lowered, catalog, at);
+            }
             let Some(time_key) = agg.group_expr.iter().position(is_rowtime_bucket) else {
                 return Err(at.error(
                     "a streaming GROUP BY needs a monotonic expression of ROWTIME among its keys, \
@@ -160,7 +164,7 @@ pub fn lower(plan: &LogicalPlan, catalog: &Catalog, at: At) -> Result<Lowered> {
             for e in &agg.aggr_expr {
                 #[allow(deprecated)]
                 let (expr, filter, order) = create_aggregate_expr_and_maybe_filter(
-                    e,
+                    &crate::functions::simplify::aggregate_for_execution(e, input_df, catalog.state())?,
                     input_df,
                     &input_schema,
                     catalog.state().execution_props(),
@@ -188,7 +192,7 @@ pub fn lower(plan: &LogicalPlan, catalog: &Catalog, at: At) -> Result<Lowered> {
         LogicalPlan::Window(window) => lower_window(window, catalog, at),
         LogicalPlan::Join(join) => lower_join(join, catalog, at),
         LogicalPlan::Union(_) => Err(at.unsupported("UNION ALL of streams")),
-        LogicalPlan::Sort(_) => Err(at.unsupported("streaming ORDER BY")),
+        LogicalPlan::Sort(sort) => lower_sort(sort, catalog, at),
         LogicalPlan::Distinct(_) => Err(at.unsupported("SELECT STREAM DISTINCT")),
         LogicalPlan::Limit(_) => Err(at.unsupported("LIMIT / FETCH on a stream")),
         LogicalPlan::Values(_) => Err(at.unsupported("VALUES as a stream source")),
@@ -203,6 +207,121 @@ pub fn lower(plan: &LogicalPlan, catalog: &Catalog, at: At) -> Result<Lowered> {
                 .unwrap_or("this construct")
         ))),
     }
+}
+
+/// Streaming ORDER BY: the leading key must be a monotonic expression of time (spec
+/// §1.2); the rest sort each group of rows that share it (A7).
+fn lower_sort(sort: &datafusion::logical_expr::Sort, catalog: &Catalog, at: At) -> Result<Lowered> {
+    use crate::operators::sort::{SortKey, StreamingSortOp};
+    use datafusion::arrow::compute::SortOptions;
+    use datafusion::logical_expr::ExprSchemable;
+    if sort.fetch.is_some() {
+        return Err(at.unsupported("LIMIT / FETCH on a stream"));
+    }
+    let mut lowered = lower(&sort.input, catalog, at)?;
+    let input_df = sort.input.schema();
+    let (first, rest) = sort.expr.split_first().expect("ORDER BY has a key");
+    if let Expr::ScalarFunction(f) = &first.expr
+        && f.name() == super::markers::T_SORT
+    {
+        let within = match f.args.get(1) {
+            Some(Expr::Literal(v, _)) => interval_ms(v, at)?,
+            _ => None,
+        };
+        let Some(within) = within.filter(|w| *w >= 0) else {
+            return Err(at.error("ORDER BY ... WITHIN needs an interval literal such as INTERVAL '1' MINUTE"));
+        };
+        if !rest.is_empty() || !first.asc {
+            return Err(at.error("ORDER BY ... WITHIN sorts by one ascending key"));
+        }
+        let key = physical(&f.args[0], input_df, catalog)?;
+        let schema = Arc::clone(&lowered.batch_schema);
+        lowered
+            .ops
+            .push(Box::new(crate::operators::t_sort::TSortOp::new(key, within, schema)));
+        return Ok(lowered);
+    }
+    // The key as the query wrote it: DataFusion may have turned it into a column of the
+    // projection below (when it is also selected).
+    let written = through_projections(&first.expr, &sort.input);
+    let declared_monotonic = matches!(&written, Expr::ScalarFunction(f) if f.name() == "monotonic");
+    let is_time = matches!(first.expr.get_type(input_df)?, DataType::Timestamp(_, _));
+    if !first.asc || !is_time || !(declared_monotonic || is_rowtime_bucket(&written)) {
+        return Err(at.error(
+            "a streaming ORDER BY must lead with an ascending, monotonic expression of time such as \
+             ROWTIME, FLOOR(s.ROWTIME TO SECOND) or STEP(s.ROWTIME BY INTERVAL '10' SECOND)",
+        ));
+    }
+    // A key of ROWTIME alone is evaluated on the batch's trailing ROWTIME column, so a
+    // rowtime bound can be probed for the key's value and close a group while idle.
+    let leading = if is_rowtime_bucket(&written) {
+        on_trailing_rowtime(&written, lowered.batch_schema.fields().len() - 1, catalog)?
+    } else {
+        physical(&first.expr, input_df, catalog)?
+    };
+    let rest = rest
+        .iter()
+        .map(|k| {
+            Ok(SortKey {
+                expr: physical(&k.expr, input_df, catalog)?,
+                options: SortOptions {
+                    descending: !k.asc,
+                    nulls_first: k.nulls_first,
+                },
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let schema = Arc::clone(&lowered.batch_schema);
+    lowered.ops.push(Box::new(StreamingSortOp::new(leading, rest, schema)));
+    Ok(lowered)
+}
+
+/// `e` with each column that a projection below computed replaced by the projection's
+/// expression (recursively), so `FLOOR(s.ROWTIME TO SECOND)` is seen as written.
+fn through_projections(e: &Expr, input: &LogicalPlan) -> Expr {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    let LogicalPlan::Projection(p) = input else {
+        return e.clone();
+    };
+    e.clone()
+        .transform(|x| {
+            if let Expr::Column(c) = &x
+                && let Some(i) = p.schema.maybe_index_of_column(c)
+            {
+                let inner = p.expr[i].clone().unalias();
+                return Ok(Transformed::yes(through_projections(&inner, &p.input)));
+            }
+            Ok(Transformed::no(x))
+        })
+        .map(|t| t.data)
+        .unwrap_or_else(|_| e.clone())
+}
+
+/// A function of ROWTIME alone compiled to read the batch's trailing ROWTIME column
+/// (index `rowtime`), whatever the columns of the batch are.
+fn on_trailing_rowtime(e: &Expr, rowtime: usize, catalog: &Catalog) -> Result<Arc<dyn PhysicalExpr>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::physical_expr::expressions::Column as PhysicalColumn;
+    let unqualified = e
+        .clone()
+        .transform(|x| match &x {
+            Expr::Column(c) if c.name == ROWTIME => Ok(Transformed::yes(Expr::Column(
+                datafusion::common::Column::from_name(ROWTIME),
+            ))),
+            _ => Ok(Transformed::no(x)),
+        })?
+        .data;
+    let only_rowtime = DFSchema::try_from(Schema::new(vec![Field::new(ROWTIME, TIMESTAMP_TYPE, false)]))?;
+    let compiled = physical(&unqualified, &only_rowtime, catalog)?;
+    Ok(compiled
+        .transform(|p| {
+            if p.downcast_ref::<PhysicalColumn>().is_some() {
+                let c: Arc<dyn PhysicalExpr> = Arc::new(PhysicalColumn::new(ROWTIME, rowtime));
+                return Ok(Transformed::yes(c));
+            }
+            Ok(Transformed::no(p))
+        })?
+        .data)
 }
 
 fn physical_all(exprs: &[Expr], schema: &DFSchema, catalog: &Catalog) -> Result<Vec<Arc<dyn PhysicalExpr>>> {
@@ -250,9 +369,10 @@ fn lower_stagger(
     let key_types = types_of(&keys, &input_schema)?;
     let mut aggregates = Vec::new();
     for e in &agg.aggr_expr {
+        let e = crate::functions::simplify::aggregate_for_execution(e, input_df, catalog.state())?;
         #[allow(deprecated)]
         let (expr, filter, _) =
-            create_aggregate_expr_and_maybe_filter(e, input_df, &input_schema, catalog.state().execution_props())?;
+            create_aggregate_expr_and_maybe_filter(&e, input_df, &input_schema, catalog.state().execution_props())?;
         if filter.is_some() {
             return Err(at.unsupported("FILTER on an aggregate in a stagger window"));
         }
@@ -290,16 +410,10 @@ fn lower_window(window: &datafusion::logical_expr::Window, catalog: &Catalog, at
             return Err(at.unsupported(format!("window expression {name}")));
         };
         let WindowFunction { fun, params } = wf.as_ref();
-        let WindowFunctionDefinition::AggregateUDF(udaf) = fun else {
-            return Err(at.unsupported(format!(
-                "window function {} (only aggregates run OVER a window so far)",
-                fun.name()
-            )));
-        };
         if params.distinct {
             return Err(at.error(format!(
                 "{}(DISTINCT ...) is not allowed over a sliding window",
-                udaf.name()
+                fun.name()
             )));
         }
         if params.filter.is_some() {
@@ -325,16 +439,25 @@ fn lower_window(window: &datafusion::logical_expr::Window, catalog: &Catalog, at
             (WindowFrameUnits::Range, WindowFrameBound::Preceding(v)) => Frame::Range(interval_ms(v, at)?),
             _ => return Err(at.unsupported("this window frame (use RANGE INTERVAL ... PRECEDING or ROWS n PRECEDING)")),
         };
-        let args = physical_all(&params.args, input_df, catalog)?;
         let partition_by = physical_all(&params.partition_by, input_df, catalog)?;
         let key_types = types_of(&partition_by, &input_schema)?;
-        let aggregate = AggregateExprBuilder::new(Arc::clone(udaf), args)
-            .schema(Arc::clone(&input_schema))
-            .alias(name)
-            .build()?;
+        let function = match fun {
+            WindowFunctionDefinition::AggregateUDF(udaf) => {
+                let args = physical_all(&params.args, input_df, catalog)?;
+                let aggregate = AggregateExprBuilder::new(Arc::clone(udaf), args)
+                    .schema(Arc::clone(&input_schema))
+                    .alias(name)
+                    .build()?;
+                SlidingFunction::Aggregate(Arc::new(aggregate))
+            }
+            WindowFunctionDefinition::WindowUDF(udwf) => {
+                let return_type = window.schema.field(input_df.fields().len() + specs.len()).data_type();
+                SlidingFunction::Analytic(lower_analytic(udwf.name(), params, return_type, input_df, catalog, at)?)
+            }
+        };
         specs.push((
             WindowAggregate {
-                aggregate: Arc::new(aggregate),
+                function,
                 partition_by,
                 frame,
             },
@@ -349,6 +472,116 @@ fn lower_window(window: &datafusion::logical_expr::Window, catalog: &Catalog, at
     lowered.ops.push(Box::new(op));
     lowered.batch_schema = output_schema;
     Ok(lowered)
+}
+
+/// KDA's analytic functions over a sliding window (`operators::analytic`): `LAG`,
+/// `FIRST_VALUE`, `LAST_VALUE`, `NTH_VALUE [FROM LAST]`, `EXP_AVG`. Their counts and
+/// EXP_AVG's half-life must be literals.
+fn lower_analytic(
+    name: &str,
+    params: &datafusion::logical_expr::expr::WindowFunctionParams,
+    return_type: &DataType,
+    input_df: &DFSchema,
+    catalog: &Catalog,
+    at: At,
+) -> Result<crate::operators::analytic::AnalyticFunction> {
+    use crate::operators::analytic::{AnalyticFunction, AnalyticKind, markers};
+    use datafusion::logical_expr::ExprSchemable;
+    use datafusion::logical_expr::expr::NullTreatment;
+    let upper = name.to_uppercase().replace("_FROM_LAST", "");
+    // A literal argument (the analyzer may have wrapped it in a cast).
+    fn literal(e: &Expr) -> Option<ScalarValue> {
+        match e {
+            Expr::Literal(v, _) => Some(v.clone()),
+            Expr::Cast(c) => literal(&c.expr)?.cast_to(c.field.data_type()).ok(),
+            Expr::TryCast(c) => literal(&c.expr)?.cast_to(c.field.data_type()).ok(),
+            Expr::Alias(a) => literal(&a.expr),
+            Expr::Negative(e) => literal(e)?.arithmetic_negate().ok(),
+            _ => None,
+        }
+    }
+    let count = |i: usize, least: i64, default: Option<i64>| -> Result<usize> {
+        let v = match params.args.get(i) {
+            None => default,
+            Some(e) => literal(e)
+                .and_then(|v| v.cast_to(&DataType::Int64).ok())
+                .and_then(|v| match v {
+                    ScalarValue::Int64(n) => n,
+                    _ => None,
+                }),
+        };
+        match v {
+            Some(n) if n >= least => Ok(n as usize),
+            _ => Err(at.error(format!(
+                "{upper}: argument {} must be an integer literal ≥ {least}",
+                i + 1
+            ))),
+        }
+    };
+    let arity = |most: usize| -> Result<()> {
+        if params.args.is_empty() || params.args.len() > most {
+            return Err(at.error(format!("{upper} takes 1 to {most} arguments")));
+        }
+        Ok(())
+    };
+    let kind = match name {
+        "lag" => {
+            arity(3)?;
+            AnalyticKind::Lag {
+                offset: count(1, 0, Some(1))?,
+            }
+        }
+        "first_value" => {
+            arity(1)?;
+            AnalyticKind::FirstValue
+        }
+        "last_value" => {
+            arity(1)?;
+            AnalyticKind::LastValue
+        }
+        "nth_value" | markers::NTH_VALUE_FROM_LAST => {
+            arity(2)?;
+            AnalyticKind::NthValue {
+                n: count(1, 1, None)?,
+                from_last: name == markers::NTH_VALUE_FROM_LAST,
+            }
+        }
+        markers::EXP_AVG => {
+            arity(2)?;
+            let half_life = params
+                .args
+                .get(1)
+                .and_then(literal)
+                .and_then(|v| interval_ms(&v, at).ok().flatten());
+            let Some(half_life) = half_life.filter(|h| *h > 0) else {
+                return Err(
+                    at.error("EXP_AVG(x, INTERVAL 'n' unit): the half-life must be a positive interval literal")
+                );
+            };
+            let x = params.args[0].get_type(input_df)?;
+            if !x.is_numeric() {
+                return Err(at.error(format!("EXP_AVG needs a numeric argument, not {x}")));
+            }
+            AnalyticKind::ExpAvg { half_life }
+        }
+        other => {
+            return Err(at.unsupported(format!(
+                "window function {} (only aggregates, LAG, FIRST_VALUE, LAST_VALUE, NTH_VALUE and EXP_AVG run OVER a window)",
+                other.to_uppercase()
+            )));
+        }
+    };
+    Ok(AnalyticFunction {
+        kind,
+        ignore_nulls: params.null_treatment == Some(NullTreatment::IgnoreNulls),
+        value: physical(&params.args[0], input_df, catalog)?,
+        default: match (kind, params.args.get(2)) {
+            (AnalyticKind::Lag { .. }, Some(d)) => Some(physical(d, input_df, catalog)?),
+            _ => None,
+        },
+        return_type: return_type.clone(),
+        name: upper,
+    })
 }
 
 /// The reference table a plan reads, when it is one (possibly under an alias).
@@ -376,8 +609,11 @@ fn lower_join(join: &datafusion::logical_expr::Join, catalog: &Catalog, at: At) 
             );
         }
         (Some(_), Some(_)) => return Err(at.unsupported("joining two reference tables")),
-        (None, None) => return Err(at.unsupported("stream-to-stream joins")),
+        (None, None) => return super::stream_join::lower_stream_join(join, catalog, at),
     };
+    if super::stream_join::has_window(join) {
+        return Err(at.error("a reference table takes no window (OVER); only a joined stream does"));
+    }
     let left_outer = match join.join_type {
         JoinType::Inner => false,
         JoinType::Left => true,
@@ -419,7 +655,7 @@ fn lower_join(join: &datafusion::logical_expr::Join, catalog: &Catalog, at: At) 
 
 /// Splits a join's condition into equalities between a left and a right expression,
 /// and what remains.
-fn split_equijoin(join: &datafusion::logical_expr::Join) -> (Vec<(Expr, Expr)>, Option<Expr>) {
+pub(super) fn split_equijoin(join: &datafusion::logical_expr::Join) -> (Vec<(Expr, Expr)>, Option<Expr>) {
     use datafusion::logical_expr::utils::{conjunction, split_conjunction};
     use datafusion::logical_expr::{BinaryExpr, Operator};
     let mut on = join.on.clone();

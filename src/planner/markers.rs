@@ -79,14 +79,42 @@ impl ScalarUDFImpl for Monotonic {
     }
 }
 
+/// `t_sort(key, within)`: the key of a T-sort (`ORDER BY key WITHIN interval`, see
+/// `dialect::tokens`); the value is `key`.
+pub const T_SORT: &str = "t_sort";
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TSort {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for TSort {
+    fn name(&self) -> &str {
+        T_SORT
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(args[0].clone())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(args.args.into_iter().next().expect("two arguments by signature"))
+    }
+}
+
 pub fn marker_udfs() -> Vec<Arc<ScalarUDF>> {
     vec![
+        Arc::new(ScalarUDF::new_from_impl(TSort {
+            signature: Signature::any(2, Volatility::Immutable),
+        })),
         Arc::new(ScalarUDF::new_from_impl(Monotonic {
             signature: Signature::any(1, Volatility::Immutable),
         })),
         Arc::new(ScalarUDF::new_from_impl(StaggerWindow {
             signature: Signature::any(1, Volatility::Immutable),
         })),
+        Arc::new(super::stream_join::marker_udf()),
         Arc::new(ScalarUDF::new_from_impl(CurrentRowTimestamp {
             signature: Signature::nullary(Volatility::Volatile),
         })),

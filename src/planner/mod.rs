@@ -10,7 +10,10 @@ pub mod catalog;
 pub mod lower;
 pub mod markers;
 pub mod reference;
+pub mod stream_join;
 pub mod table_function;
+pub mod union;
+pub mod window_tvf;
 
 use std::sync::Arc;
 
@@ -168,12 +171,27 @@ pub fn plan_application(app: &AppSpec) -> Result<ApplicationPlan> {
             Statement::CreatePump(p) => {
               for mut p in split_union_all(p) {
                 pumps.retain(|q: &PumpPlan| q.name != p.name && !q.name.starts_with(&format!("{}#", p.name)));
-                // Table functions become internal streams filled by generated pumps.
+                // UNION ALL subqueries and table functions become internal streams
+                // filled by generated pumps.
+                for (decl, branch_pumps) in plan_union_subqueries(&mut p, &catalog)? {
+                    declare(&mut streams, &mut catalog, decl);
+                    pumps.extend(branch_pumps);
+                }
                 for (decl, pump) in plan_table_functions(&mut p, &catalog)? {
                     declare(&mut streams, &mut catalog, decl);
                     pumps.push(pump);
                 }
-                pumps.push(plan_pump(&p, &catalog, &streams)?);
+                for (decl, window_pumps) in window_tvf::plan_windows(&mut p, &mut catalog, &streams)? {
+                    declare(&mut streams, &mut catalog, decl);
+                    pumps.extend(window_pumps);
+                }
+                let mut pump = plan_pump(&p, &catalog, &streams)?;
+                // A join of two streams reads an internal stream its side pumps fill.
+                if let Some((decl, feeds)) = stream_join::plan_feeds(&p, &catalog, &mut pump)? {
+                    declare(&mut streams, &mut catalog, decl);
+                    pumps.extend(feeds);
+                }
+                pumps.push(pump);
               }
             }
             Statement::Query { location, .. } => {
@@ -209,6 +227,13 @@ pub fn plan_query(query: &ast::Query, catalog: &Catalog, at: Location) -> Result
         });
     }
     let mut query = Box::new(query.clone());
+    stream_join::windows_into_conditions(
+        &mut query,
+        At {
+            line: at.line,
+            column: at.column,
+        },
+    )?;
     normalize::normalize_query(&mut query);
     let options = ParserOptions::new()
         .with_enable_ident_normalization(false)
@@ -226,42 +251,15 @@ pub fn plan_query(query: &ast::Query, catalog: &Catalog, at: Location) -> Result
 /// A pump whose query is `A UNION ALL B ...` becomes one pump per branch writing the
 /// same stream: its hub merges the writers in ROWTIME order, which is what KDA's
 /// streaming UNION ALL means. The first branch keeps the pump's name.
-fn split_union_all(p: PumpStatement) -> Vec<PumpStatement> {
-    use datafusion::sql::sqlparser::ast::{SetExpr, SetOperator, SetQuantifier};
-    fn branches(e: SetExpr, out: &mut Vec<SetExpr>) {
-        match e {
-            SetExpr::SetOperation {
-                op: SetOperator::Union,
-                set_quantifier: SetQuantifier::All,
-                left,
-                right,
-            } => {
-                branches(*left, out);
-                branches(*right, out);
-            }
-            SetExpr::Query(q)
-                if q.order_by.is_none()
-                    && q.limit_clause.is_none()
-                    && matches!(*q.body, SetExpr::SetOperation { .. }) =>
-            {
-                branches(*q.body, out)
-            }
-            other => out.push(other),
-        }
-    }
-    let is_union_all = matches!(
-        p.query.body.as_ref(),
-        SetExpr::SetOperation {
-            op: SetOperator::Union,
-            set_quantifier: SetQuantifier::All,
-            ..
-        }
-    );
-    if !is_union_all || p.query.order_by.is_some() || p.query.limit_clause.is_some() {
+fn split_union_all(mut p: PumpStatement) -> Vec<PumpStatement> {
+    // An ordered UNION ALL sorts the merged stream: it stays one pump over a subquery.
+    union::wrap_ordered_union(&mut p.query);
+    if p.query.order_by.is_some() || p.query.limit_clause.is_some() {
         return vec![p];
     }
-    let mut parts = Vec::new();
-    branches(*p.query.body.clone(), &mut parts);
+    let Some(parts) = union::union_all_branches(&p.query.body) else {
+        return vec![p];
+    };
     parts
         .into_iter()
         .enumerate()
@@ -281,6 +279,73 @@ fn split_union_all(p: PumpStatement) -> Vec<PumpStatement> {
         .collect()
 }
 
+/// Takes the UNION ALL subqueries out of a pump's query and plans, for each, the
+/// internal stream (the first branch's columns) and one pump per branch writing it.
+fn plan_union_subqueries(p: &mut PumpStatement, catalog: &Catalog) -> Result<Vec<(StreamDecl, Vec<PumpPlan>)>> {
+    let at = At {
+        line: p.location.line,
+        column: p.location.column,
+    };
+    let mut planned = Vec::new();
+    for call in union::extract(&mut p.query, &p.name) {
+        let mut schema = None;
+        let mut branch_pumps = Vec::new();
+        for (i, branch) in call.branches.iter().enumerate() {
+            let plan = plan_query(branch, catalog, p.location)?;
+            let lowered = lower::lower(&plan, catalog, at)?;
+            if lowered.source == stream_join::FEED_PLACEHOLDER {
+                return Err(at.unsupported(
+                    "a stream-to-stream join inside a UNION ALL branch (join in a pump of its own, then union its stream)",
+                ));
+            }
+            let fields = plan.schema().fields();
+            let sources: Vec<usize> = (0..fields.len()).filter(|&c| fields[c].name() != ROWTIME).collect();
+            let target: &SchemaRef = schema.get_or_insert_with(|| {
+                let mut columns: Vec<_> = sources
+                    .iter()
+                    .map(|&c| fields[c].as_ref().clone().with_nullable(true))
+                    .collect();
+                columns.push(datafusion::arrow::datatypes::Field::new(
+                    ROWTIME,
+                    crate::types::TIMESTAMP_TYPE,
+                    false,
+                ));
+                Arc::new(datafusion::arrow::datatypes::Schema::new(columns))
+            });
+            if sources.len() != target.fields().len() - 1 {
+                return Err(at.error(format!(
+                    "the branches of a UNION ALL must select as many columns: branch {} selects {}, the first {}",
+                    i + 1,
+                    sources.len(),
+                    target.fields().len() - 1
+                )));
+            }
+            let mut ops = lowered.ops;
+            let max_chars = vec![None; sources.len()];
+            ops.push(Box::new(InsertOp::new(
+                Arc::clone(target),
+                sources.into_iter().map(Some).collect(),
+                max_chars,
+            )));
+            let name = format!("{}#{}", call.stream, i + 1);
+            branch_pumps.push(PumpPlan {
+                name: name.clone(),
+                source: lowered.source,
+                target: call.stream.clone(),
+                pipeline: Pipeline::new(&name, ops),
+            });
+        }
+        let decl = StreamDecl {
+            name: call.stream.clone(),
+            schema: schema.expect("a UNION ALL has branches"),
+            kind: RelationKind::Stream,
+            columns: vec![],
+        };
+        planned.push((decl, branch_pumps));
+    }
+    Ok(planned)
+}
+
 /// Takes the table-function calls out of a pump's query and plans, for each, the
 /// internal stream and the generated pump that runs the cursor and the function.
 fn plan_table_functions(p: &mut PumpStatement, catalog: &Catalog) -> Result<Vec<(StreamDecl, PumpPlan)>> {
@@ -294,6 +359,11 @@ fn plan_table_functions(p: &mut PumpStatement, catalog: &Catalog) -> Result<Vec<
     for call in calls {
         let plan = plan_query(&call.cursor, catalog, p.location)?;
         let mut lowered = lower::lower(&plan, catalog, at)?;
+        if lowered.source == stream_join::FEED_PLACEHOLDER {
+            return Err(at.unsupported(
+                "a stream-to-stream join inside CURSOR(...) (join in a pump of its own, then read its stream)",
+            ));
+        }
         let args = call
             .args
             .iter()
@@ -341,7 +411,10 @@ fn plan_pump(p: &PumpStatement, catalog: &Catalog, streams: &[StreamDecl]) -> Re
 
     // Positional mapping of query columns onto the target columns.
     let query_fields = plan.schema().fields();
-    let mut query_columns: Vec<usize> = (0..query_fields.len()).collect();
+    let rowtime_override = rowtime_override(&plan);
+    let mut query_columns: Vec<usize> = (0..query_fields.len())
+        .filter(|&i| Some(i) != rowtime_override)
+        .collect();
     let target_columns: Vec<usize> = match &p.columns {
         None => (0..target.columns.len()).collect(),
         Some(names) => names
@@ -374,12 +447,36 @@ fn plan_pump(p: &PumpStatement, catalog: &Catalog, streams: &[StreamDecl]) -> Re
     }
     let max_chars = target.columns.iter().map(|c| c.sql_type.max_chars()).collect();
     let mut ops = lowered.ops;
+    if let Some(column) = rowtime_override {
+        ops.push(Box::new(crate::operators::rowtime_override::RowtimeOverrideOp::new(
+            column,
+        )));
+    }
     ops.push(Box::new(InsertOp::new(Arc::clone(&target.schema), sources, max_chars)));
     Ok(PumpPlan {
         name: p.name.clone(),
         source: lowered.source,
         target: p.target.clone(),
         pipeline: Pipeline::new(&p.name, ops),
+    })
+}
+
+/// The output column a pump's select list names `ROWTIME` with an expression of its own
+/// (`SELECT STREAM event_time AS ROWTIME, ...`): it sets the rows' ROWTIME instead of
+/// filling a column. Selecting the input's ROWTIME itself changes nothing.
+fn rowtime_override(plan: &LogicalPlan) -> Option<usize> {
+    use datafusion::logical_expr::Expr;
+    let projection = match plan {
+        LogicalPlan::Projection(p) => p,
+        LogicalPlan::Sort(s) => match s.input.as_ref() {
+            LogicalPlan::Projection(p) if p.schema.fields().len() == plan.schema().fields().len() => p,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    projection.expr.iter().position(|e| match e {
+        Expr::Alias(a) if a.name == ROWTIME => !matches!(a.expr.as_ref(), Expr::Column(c) if c.name == ROWTIME),
+        _ => false,
     })
 }
 

@@ -19,17 +19,28 @@ pub async fn run_pump(
 ) -> Result<()> {
     let part = format!("pump/{}", pipeline.pump);
     let mut error_rows = Vec::new();
+    let mut last_bound = crate::time::Millis::MIN;
     while let Some(message) = input.recv().await {
+        let ended = matches!(message, Message::End);
         let (emitted, forward) = match message {
             Message::Data(batch) => (pipeline.on_batch(batch, &mut error_rows)?, None),
-            Message::Bound(t) => (pipeline.on_bound(t, &mut error_rows)?, Some(Message::Bound(t))),
+            Message::Bound(t) => {
+                let emitted = pipeline.on_bound(t, &mut error_rows)?;
+                // An operator holding rows it will stamp earlier than `t` lowers the bound.
+                let forward = pipeline.forward_bound(t);
+                let forward = (forward > last_bound).then(|| {
+                    last_bound = forward;
+                    Message::Bound(forward)
+                });
+                (emitted, forward)
+            }
             Message::Barrier(id) => {
                 if let Some(c) = &checkpoints {
                     c.ack(id, &part, Some(pipeline.snapshot()?));
                 }
                 (vec![], Some(Message::Barrier(id)))
             }
-            Message::End => break,
+            Message::End => (pipeline.on_end(&mut error_rows)?, None),
         };
         if !error_rows.is_empty() {
             let _ = errors.send(std::mem::take(&mut error_rows));
@@ -39,6 +50,9 @@ pub async fn run_pump(
         }
         if let Some(m) = forward {
             output.send(m).await;
+        }
+        if ended {
+            break;
         }
     }
     if let Some(c) = &checkpoints {

@@ -1,5 +1,6 @@
 //! sluice's integration tests: one test binary (linked once), one module per area.
 
+mod analytic_functions;
 mod anomaly;
 mod callback;
 mod cli;
@@ -8,15 +9,19 @@ mod demo;
 mod event_time;
 mod kinesis;
 mod metrics_http;
+mod ordering;
 mod recovery;
 mod reference;
 mod s3;
+mod scalar_functions;
 mod sliding_property;
 mod spec_coverage;
 mod spill;
 mod sql_errors;
 mod stagger_property;
+mod stream_join;
 mod tumbling_property;
+mod window_tvf;
 
 use std::io::Write;
 use std::path::Path;

@@ -1,8 +1,10 @@
 //! Property: for random input (many keys, NULL keys and values, repeated ROWTIMEs, gaps,
 //! rows exactly 10 s apart so the RANGE lower bound is hit exactly), a sliding-window
-//! query (`SUM/COUNT(*)/MIN/MAX/AVG OVER w`) emits exactly one row per input row, in
-//! arrival order, carrying the input row's columns and ROWTIME, and its aggregates
-//! equal DataFusion's batch SQL over the same rows.
+//! query (`SUM/COUNT(*)/MIN/MAX/AVG OVER w` and the analytic functions `LAG(v, 2, -1)`,
+//! `FIRST_VALUE(v)`, `LAST_VALUE(v) IGNORE NULLS`, `NTH_VALUE(v, 2)` and `NTH_VALUE(v, 2)
+//! FROM LAST IGNORE NULLS`) emits exactly one row per input row, in arrival order,
+//! carrying the input row's columns and ROWTIME, and its values equal DataFusion's batch
+//! SQL over the same rows.
 //!
 //! Peers (spec §3.4): rows sharing a ROWTIME are processed in arrival order and a row's
 //! window holds only the rows that arrived before it plus itself. Standard SQL RANGE
@@ -12,6 +14,18 @@
 //!   r.t − 10 000 ≤ x.t ≤ r.t (lower bound inclusive, A2) and x.seq ≤ r.seq;
 //! * ROWS: a `ROWS BETWEEN 3 PRECEDING AND CURRENT ROW` frame ordered by `seq` (n + 1
 //!   rows, A4).
+//!
+//! The analytic functions are compared where DataFusion's batch functions mean the same:
+//! * RANGE: aggregates over the self-join's window rows ordered by `seq` — FIRST_VALUE /
+//!   LAST_VALUE / NTH_VALUE with `ORDER BY x.seq` (FROM LAST: `ORDER BY x.seq DESC`;
+//!   IGNORE NULLS: `FILTER (WHERE x.v IS NOT NULL)`), and KDA's LAG(v, 2, -1), the row two
+//!   before the current one *inside the window*, as the third-newest window row when the
+//!   window holds three or more, else the default. DataFusion's own LAG ignores the frame
+//!   (it looks back through the whole partition), so it is not the reference for RANGE.
+//! * ROWS 3 PRECEDING: DataFusion's window functions over the same frame; FROM LAST as
+//!   NTH_VALUE over the reversed order (`ORDER BY seq DESC ROWS BETWEEN CURRENT ROW AND 3
+//!   FOLLOWING` holds the same rows). Here DataFusion's frame-less LAG(v, 2, -1) agrees
+//!   with KDA's: the row two back is always inside a frame of the 3 preceding rows.
 
 use std::sync::Arc;
 
@@ -35,6 +49,11 @@ struct Aggs {
     min: Option<i64>,
     max: Option<i64>,
     avg: Option<f64>,
+    lag: Option<i64>,
+    first: Option<i64>,
+    last_non_null: Option<i64>,
+    nth: Option<i64>,
+    nth_last_non_null: Option<i64>,
 }
 
 /// One streaming output row: the input row's columns and ROWTIME, then the aggregates.
@@ -60,11 +79,16 @@ impl Window {
     }
 
     /// DataFusion batch SQL over table `t(seq, k, v, t)` giving (seq, sum, count, min,
-    /// max, avg) per input row.
+    /// max, avg, lag, first, last non-NULL, nth, nth from last non-NULL) per input row.
     fn reference_sql(self) -> String {
         let range = |on: &str| {
             format!(
-                "SELECT r.seq, sum(x.v), count(*), min(x.v), max(x.v), avg(x.v) \
+                "SELECT r.seq, sum(x.v), count(*), min(x.v), max(x.v), avg(x.v), \
+                 CASE WHEN count(*) >= 3 THEN nth_value(x.v, 3 ORDER BY x.seq DESC) ELSE -1 END, \
+                 first_value(x.v ORDER BY x.seq), \
+                 last_value(x.v ORDER BY x.seq) FILTER (WHERE x.v IS NOT NULL), \
+                 nth_value(x.v, 2 ORDER BY x.seq), \
+                 nth_value(x.v, 2 ORDER BY x.seq DESC) FILTER (WHERE x.v IS NOT NULL) \
                  FROM t r JOIN t x ON {on} \
                  WHERE x.t >= r.t - {RANGE_MS} AND x.t <= r.t AND x.seq <= r.seq \
                  GROUP BY r.seq ORDER BY r.seq"
@@ -72,9 +96,12 @@ impl Window {
         };
         let rows = |partition: &str| {
             let w = format!("({partition} ORDER BY seq ROWS BETWEEN 3 PRECEDING AND CURRENT ROW)");
+            let reversed = format!("({partition} ORDER BY seq DESC ROWS BETWEEN CURRENT ROW AND 3 FOLLOWING)");
             format!(
                 "SELECT seq, sum(v) OVER {w}, count(*) OVER {w}, min(v) OVER {w}, max(v) OVER {w}, \
-                 avg(v) OVER {w} FROM t ORDER BY seq"
+                 avg(v) OVER {w}, lag(v, 2, -1) OVER ({partition} ORDER BY seq), first_value(v) OVER {w}, \
+                 last_value(v) IGNORE NULLS OVER {w}, nth_value(v, 2) OVER {w}, \
+                 nth_value(v, 2) IGNORE NULLS OVER {reversed} FROM t ORDER BY seq"
             )
         };
         match self {
@@ -111,9 +138,12 @@ fn rows_strategy() -> impl Strategy<Value = Vec<Row>> {
 fn streaming(rows: &[Row], window: Window, rt: &tokio::runtime::Runtime) -> Vec<OutRow> {
     let sql = format!(
         r#"
-        CREATE OR REPLACE STREAM "OUT" (k VARCHAR(8), v BIGINT, s BIGINT, n BIGINT, mn BIGINT, mx BIGINT, a DOUBLE);
+        CREATE OR REPLACE STREAM "OUT" (k VARCHAR(8), v BIGINT, s BIGINT, n BIGINT, mn BIGINT, mx BIGINT, a DOUBLE,
+          lg BIGINT, fv BIGINT, lv BIGINT, nv BIGINT, nl BIGINT);
         CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
-          SELECT STREAM k, v, SUM(v) OVER w, COUNT(*) OVER w, MIN(v) OVER w, MAX(v) OVER w, AVG(v) OVER w
+          SELECT STREAM k, v, SUM(v) OVER w, COUNT(*) OVER w, MIN(v) OVER w, MAX(v) OVER w, AVG(v) OVER w,
+            LAG(v, 2, -1) OVER w, FIRST_VALUE(v) OVER w, LAST_VALUE(v) IGNORE NULLS OVER w, NTH_VALUE(v, 2) OVER w,
+            NTH_VALUE(v, 2) FROM LAST IGNORE NULLS OVER w
           FROM "SOURCE_SQL_STREAM_001" AS s
           WINDOW w AS ({});"#,
         window.kda()
@@ -122,11 +152,14 @@ fn streaming(rows: &[Row], window: Window, rt: &tokio::runtime::Runtime) -> Vec<
     let opt = |a: &Int64Array, i: usize| if a.is_null(i) { None } else { Some(a.value(i)) };
     let mut result = Vec::new();
     for b in &batches {
-        assert_eq!(b.num_columns(), 8, "7 declared columns and ROWTIME");
+        assert_eq!(b.num_columns(), 13, "12 declared columns and ROWTIME");
         let k = b.column(0).as_string::<i32>();
-        let ints: Vec<&Int64Array> = (1..6).map(|i| b.column(i).as_primitive::<Int64Type>()).collect();
+        let ints: Vec<&Int64Array> = (1..6)
+            .chain(7..12)
+            .map(|i| b.column(i).as_primitive::<Int64Type>())
+            .collect();
         let avg = b.column(6).as_primitive::<Float64Type>();
-        let rowtime = b.column(7).as_primitive::<TimestampMillisecondType>();
+        let rowtime = b.column(12).as_primitive::<TimestampMillisecondType>();
         for i in 0..b.num_rows() {
             let key = if k.is_null(i) {
                 None
@@ -144,6 +177,11 @@ fn streaming(rows: &[Row], window: Window, rt: &tokio::runtime::Runtime) -> Vec<
                     min: opt(ints[3], i),
                     max: opt(ints[4], i),
                     avg: if avg.is_null(i) { None } else { Some(avg.value(i)) },
+                    lag: opt(ints[5], i),
+                    first: opt(ints[6], i),
+                    last_non_null: opt(ints[7], i),
+                    nth: opt(ints[8], i),
+                    nth_last_non_null: opt(ints[9], i),
                 },
             ));
         }
@@ -177,7 +215,10 @@ fn batch_sql(rows: &[Row], window: Window, rt: &tokio::runtime::Runtime) -> Vec<
         let opt = |a: &Int64Array, i: usize| if a.is_null(i) { None } else { Some(a.value(i)) };
         let mut result = Vec::new();
         for b in df.collect().await.unwrap() {
-            let ints: Vec<&Int64Array> = (0..5).map(|i| b.column(i).as_primitive::<Int64Type>()).collect();
+            let ints: Vec<&Int64Array> = (0..5)
+                .chain(6..11)
+                .map(|i| b.column(i).as_primitive::<Int64Type>())
+                .collect();
             let avg: &Float64Array = b.column(5).as_primitive::<Float64Type>();
             for i in 0..b.num_rows() {
                 assert_eq!(
@@ -191,6 +232,11 @@ fn batch_sql(rows: &[Row], window: Window, rt: &tokio::runtime::Runtime) -> Vec<
                     min: opt(ints[3], i),
                     max: opt(ints[4], i),
                     avg: if avg.is_null(i) { None } else { Some(avg.value(i)) },
+                    lag: opt(ints[5], i),
+                    first: opt(ints[6], i),
+                    last_non_null: opt(ints[7], i),
+                    nth: opt(ints[8], i),
+                    nth_last_non_null: opt(ints[9], i),
                 });
             }
         }
@@ -231,7 +277,15 @@ fn check(rows: &[Row], window: Window) -> Result<(), TestCaseError> {
                 && got.count == want.count
                 && got.min == want.min
                 && got.max == want.max
-                && avg_close(got.avg, want.avg),
+                && avg_close(got.avg, want.avg)
+                && (got.lag, got.first, got.last_non_null, got.nth, got.nth_last_non_null)
+                    == (
+                        want.lag,
+                        want.first,
+                        want.last_non_null,
+                        want.nth,
+                        want.nth_last_non_null
+                    ),
             "row {} ({:?}): streamed {:?}, batch SQL {:?}",
             i,
             input,

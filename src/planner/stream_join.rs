@@ -1,0 +1,496 @@
+//! Planning stream-to-stream windowed joins (`FROM a JOIN b OVER (RANGE ...) AS t ON ...`).
+//!
+//! The window travels from the text to the operator in three steps, so DataFusion plans
+//! the join itself (names, types, the ON condition) like any other:
+//! 1. `dialect::tokens` moves `OVER (...)` / `OVER w` after the table's alias, as a table
+//!    hint `WITH (SLUICE_JOIN_WINDOW() OVER (...))`, which sqlparser parses (window spec
+//!    included);
+//! 2. [`windows_into_conditions`] takes the hint out of the AST (resolving a named window
+//!    from the query's WINDOW clause) and adds `sluice_join_window('LEFT'|'RIGHT',
+//!    'RANGE'|'ROWS', size)` to the join's ON condition, a marker that always holds;
+//! 3. [`lower_stream_join`] takes the markers out of the planned join's condition again
+//!    and builds a [`StreamJoinOp`].
+//!
+//! The operator reads one internal stream, `<pump>#JOIN1`, which two generated pumps fill
+//! (one per side: the side's own operators, then a [`JoinFeedOp`]); its hub merges them in
+//! ROWTIME order. [`plan_feeds`] plans those pumps.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::common::{JoinType, ScalarValue};
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::sql::sqlparser::ast::{
+    self, BinaryOperator, JoinConstraint, JoinOperator, NamedWindowDefinition, NamedWindowExpr, Query, Select, SetExpr,
+    TableFactor, Value, VisitMut, VisitorMut, WindowFrameBound, WindowFrameUnits, WindowSpec, WindowType,
+};
+
+use super::catalog::{Catalog, RelationKind};
+use super::lower::{self, At, Lowered};
+use super::{PumpPlan, StreamDecl};
+use crate::dialect::PumpStatement;
+use crate::error::Result;
+use crate::operators::pipeline::Pipeline;
+use crate::operators::stream_join::{JoinFeedOp, JoinWindow, Side, SideSpec, StreamJoinOp, feed_schema};
+
+/// The name of the hint function (dialect) and of the marker UDF (planner).
+pub const WINDOW_MARKER: &str = "sluice_join_window";
+/// The source a lowered stream join reads until [`plan_feeds`] names its feed stream.
+pub const FEED_PLACEHOLDER: &str = "#JOIN";
+
+/// `sluice_join_window(side, units, size)`: true; it only carries a join side's window
+/// from the query text to the lowering.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JoinWindowMarker {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for JoinWindowMarker {
+    fn name(&self) -> &str {
+        WINDOW_MARKER
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))
+    }
+}
+
+pub fn marker_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(JoinWindowMarker {
+        signature: Signature::variadic_any(Volatility::Immutable),
+    })
+}
+
+/// Moves every join window hint of `query` (and its subqueries) into its join's ON
+/// condition as a marker.
+pub fn windows_into_conditions(query: &mut Query, at: At) -> Result<()> {
+    struct Mover {
+        at: At,
+        error: Option<crate::SluiceError>,
+    }
+    impl VisitorMut for Mover {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            match in_set_expr(&mut query.body, self.at) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    self.error = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        }
+    }
+    let mut mover = Mover { at, error: None };
+    let _ = query.visit(&mut mover);
+    mover.error.map_or(Ok(()), Err)
+}
+
+fn in_set_expr(body: &mut SetExpr, at: At) -> Result<()> {
+    match body {
+        SetExpr::Select(select) => in_select(select, at),
+        SetExpr::SetOperation { left, right, .. } => {
+            in_set_expr(left, at)?;
+            in_set_expr(right, at)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn in_select(select: &mut Select, at: At) -> Result<()> {
+    let named = select.named_window.clone();
+    for table in &mut select.from {
+        let mut first = take_hint(&mut table.relation, &named, at)?;
+        if first.is_some() && table.joins.is_empty() {
+            return Err(at.error("a window (OVER) on a stream belongs to a join: FROM a JOIN b OVER (...) ON ..."));
+        }
+        for join in &mut table.joins {
+            let right = take_hint(&mut join.relation, &named, at)?;
+            let mut markers = Vec::new();
+            if let Some((units, size)) = first.take() {
+                markers.push(marker("LEFT", units, size));
+            }
+            if let Some((units, size)) = right {
+                markers.push(marker("RIGHT", units, size));
+            }
+            let Some(markers) = markers.into_iter().reduce(and) else {
+                continue;
+            };
+            add_to_condition(&mut join.join_operator, markers, at)?;
+        }
+    }
+    Ok(())
+}
+
+fn and(a: ast::Expr, b: ast::Expr) -> ast::Expr {
+    ast::Expr::BinaryOp {
+        left: Box::new(a),
+        op: BinaryOperator::And,
+        right: Box::new(b),
+    }
+}
+
+fn marker(side: &str, units: &str, size: ast::Expr) -> ast::Expr {
+    let text = |s: &str| ast::Expr::Value(Value::SingleQuotedString(s.to_string()).into());
+    crate::dialect::normalize::call(WINDOW_MARKER, vec![text(side), text(units), size])
+}
+
+fn add_to_condition(operator: &mut JoinOperator, markers: ast::Expr, at: At) -> Result<()> {
+    if let JoinOperator::CrossJoin(c) = operator {
+        // A windowed CROSS JOIN pairs every row with the whole window: an inner join
+        // whose condition is only the window.
+        *operator = JoinOperator::Inner(c.clone());
+    }
+    let constraint = match operator {
+        JoinOperator::Join(c)
+        | JoinOperator::Inner(c)
+        | JoinOperator::Left(c)
+        | JoinOperator::LeftOuter(c)
+        | JoinOperator::Right(c)
+        | JoinOperator::RightOuter(c)
+        | JoinOperator::FullOuter(c) => c,
+        _ => {
+            return Err(at.unsupported(
+                "this kind of windowed join (use [INNER] JOIN, LEFT, RIGHT or FULL [OUTER] JOIN, or CROSS JOIN)",
+            ));
+        }
+    };
+    match constraint {
+        JoinConstraint::On(e) => *e = and(ast::Expr::Nested(Box::new(e.clone())), markers),
+        JoinConstraint::None => *constraint = JoinConstraint::On(markers),
+        JoinConstraint::Using(_) | JoinConstraint::Natural => {
+            return Err(at.unsupported("USING / NATURAL in a windowed stream join (write ON a.k = b.k)"));
+        }
+    }
+    Ok(())
+}
+
+/// Takes a join window hint off a table, as (units, size).
+fn take_hint(
+    factor: &mut TableFactor,
+    named: &[NamedWindowDefinition],
+    at: At,
+) -> Result<Option<(&'static str, ast::Expr)>> {
+    let TableFactor::Table { with_hints, .. } = factor else {
+        return Ok(None);
+    };
+    let is_hint =
+        |e: &ast::Expr| matches!(e, ast::Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case(WINDOW_MARKER));
+    let Some(position) = with_hints.iter().position(is_hint) else {
+        return Ok(None);
+    };
+    let ast::Expr::Function(f) = with_hints.remove(position) else {
+        unreachable!("matched above")
+    };
+    let spec = match f.over {
+        Some(WindowType::WindowSpec(spec)) => spec,
+        Some(WindowType::NamedWindow(name)) => resolve(&name.value, named, at)?,
+        None => return Err(at.error("a join window needs OVER (...)")),
+    };
+    window_of(&spec, at).map(Some)
+}
+
+fn resolve(name: &str, named: &[NamedWindowDefinition], at: At) -> Result<WindowSpec> {
+    let mut name = name.to_string();
+    // A named window may be defined as another name (`WINDOW w2 AS w1`).
+    for _ in 0..=named.len() {
+        let Some(NamedWindowDefinition(_, def)) = named.iter().find(|d| d.0.value == name) else {
+            return Err(at.error(format!(
+                "the join window {name} is not defined in the query's WINDOW clause"
+            )));
+        };
+        match def {
+            NamedWindowExpr::WindowSpec(spec) => return Ok(spec.clone()),
+            NamedWindowExpr::NamedWindow(other) => name = other.value.clone(),
+        }
+    }
+    Err(at.error(format!("the join window {name} is defined in a cycle")))
+}
+
+/// The units and size of a join window: `RANGE <interval> PRECEDING` or `ROWS n PRECEDING`.
+fn window_of(spec: &WindowSpec, at: At) -> Result<(&'static str, ast::Expr)> {
+    // A stream is in ROWTIME order: `ORDER BY ROWTIME` (which normalisation adds to
+    // every window) says nothing more.
+    let by_rowtime = |o: &ast::OrderByExpr| {
+        o.options.asc != Some(false)
+            && match &o.expr {
+                ast::Expr::Identifier(i) => i.value == crate::types::ROWTIME,
+                ast::Expr::CompoundIdentifier(parts) => parts.last().is_some_and(|i| i.value == crate::types::ROWTIME),
+                _ => false,
+            }
+    };
+    if !spec.partition_by.is_empty() || !spec.order_by.iter().all(by_rowtime) {
+        return Err(at.unsupported("PARTITION BY or ORDER BY in a join window"));
+    }
+    let Some(frame) = &spec.window_frame else {
+        return Err(at.error("a join window needs RANGE INTERVAL 'n' unit PRECEDING or ROWS n PRECEDING"));
+    };
+    if !matches!(frame.end_bound, None | Some(WindowFrameBound::CurrentRow)) {
+        return Err(at.unsupported("a join window that does not end at the current row (FOLLOWING)"));
+    }
+    let units = match frame.units {
+        WindowFrameUnits::Range => "RANGE",
+        WindowFrameUnits::Rows => "ROWS",
+        WindowFrameUnits::Groups => return Err(at.unsupported("GROUPS in a join window")),
+    };
+    let size = match &frame.start_bound {
+        WindowFrameBound::Preceding(Some(size)) => size.as_ref().clone(),
+        WindowFrameBound::CurrentRow => ast::Expr::Value(Value::Number("0".into(), false).into()),
+        WindowFrameBound::Preceding(None) => return Err(at.unsupported("an unbounded join window")),
+        WindowFrameBound::Following(_) => {
+            return Err(at.unsupported("a join window that does not end at the current row (FOLLOWING)"));
+        }
+    };
+    Ok((units, size))
+}
+
+/// The windows the markers of a join's condition carry (left, right), and the
+/// condition without them.
+fn take_windows(condition: Option<Expr>, at: At) -> Result<([Option<JoinWindow>; 2], Option<Expr>)> {
+    let mut windows = [None, None];
+    let mut rest = Vec::new();
+    let Some(condition) = condition else {
+        return Ok((windows, None));
+    };
+    for part in split_conjunction(&condition) {
+        let Expr::ScalarFunction(f) = part else {
+            rest.push(part.clone());
+            continue;
+        };
+        if f.name() != WINDOW_MARKER {
+            rest.push(part.clone());
+            continue;
+        }
+        let literal = |i: usize| match f.args.get(i) {
+            Some(Expr::Literal(v, _)) => Some(v.clone()),
+            _ => None,
+        };
+        let text = |i: usize| match literal(i) {
+            Some(ScalarValue::Utf8(Some(s))) => s,
+            _ => String::new(),
+        };
+        let size = literal(2).ok_or_else(|| at.error("a join window's size must be a literal"))?;
+        let window = match text(1).as_str() {
+            "RANGE" => match &size {
+                ScalarValue::Int64(Some(0)) => JoinWindow::Range(0),
+                v => match crate::functions::common::scalar_interval_millis(v) {
+                    Ok(Some(ms)) if ms >= 0 => JoinWindow::Range(ms),
+                    _ => return Err(at.error("a RANGE join window needs INTERVAL 'n' unit PRECEDING (n ≥ 0)")),
+                },
+            },
+            _ => match size.cast_to(&DataType::Int64) {
+                Ok(ScalarValue::Int64(Some(n))) if n >= 0 => JoinWindow::Rows(n as u64),
+                _ => return Err(at.error("a ROWS join window needs ROWS n PRECEDING with an integer n ≥ 0")),
+            },
+        };
+        let side = if text(0) == "LEFT" { 0 } else { 1 };
+        windows[side] = Some(window);
+    }
+    Ok((windows, conjunction(rest)))
+}
+
+/// Lowers a join of two streams onto a [`StreamJoinOp`] reading [`FEED_PLACEHOLDER`].
+pub fn lower_stream_join(join: &datafusion::logical_expr::Join, catalog: &Catalog, at: At) -> Result<Lowered> {
+    let (preserve_left, preserve_right) = match join.join_type {
+        JoinType::Inner => (false, false),
+        JoinType::Left => (true, false),
+        JoinType::Right => (false, true),
+        JoinType::Full => (true, true),
+        other => return Err(at.unsupported(format!("{other} JOIN of two streams"))),
+    };
+    let (on, rest) = lower::split_equijoin(join);
+    let ([left_window, right_window], rest) = take_windows(rest, at)?;
+    if left_window.is_none() && right_window.is_none() {
+        return Err(at.error(
+            "a join of two streams needs a window on at least one side: \
+             JOIN s OVER (RANGE INTERVAL '1' MINUTE PRECEDING) AS t, or ROWS n PRECEDING",
+        ));
+    }
+    let left_keys = on
+        .iter()
+        .map(|(l, _)| lower::physical(l, join.left.schema(), catalog))
+        .collect::<Result<Vec<_>>>()?;
+    let right_keys = on
+        .iter()
+        .map(|(_, r)| lower::physical(r, join.right.schema(), catalog))
+        .collect::<Result<Vec<_>>>()?;
+    let filter = rest.map(|e| lower::physical(&e, &join.schema, catalog)).transpose()?;
+    let output_schema = lower::with_rowtime(&join.schema);
+    let op = StreamJoinOp::new(
+        SideSpec {
+            columns: join.left.schema().fields().len(),
+            window: left_window,
+            keys: left_keys,
+            preserved: preserve_left,
+        },
+        SideSpec {
+            columns: join.right.schema().fields().len(),
+            window: right_window,
+            keys: right_keys,
+            preserved: preserve_right,
+        },
+        filter,
+        feed_schema_of(join),
+        Arc::clone(&output_schema),
+    )?;
+    Ok(Lowered {
+        ops: vec![Box::new(op)],
+        source: FEED_PLACEHOLDER.to_string(),
+        batch_schema: output_schema,
+    })
+}
+
+fn feed_schema_of(join: &datafusion::logical_expr::Join) -> datafusion::arrow::datatypes::SchemaRef {
+    let fields =
+        |plan: &LogicalPlan| -> Vec<Field> { plan.schema().fields().iter().map(|f| f.as_ref().clone()).collect() };
+    feed_schema(&fields(&join.left), &fields(&join.right))
+}
+
+fn is_reference_table(plan: &LogicalPlan, catalog: &Catalog) -> bool {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            catalog.get(scan.table_name.table()).map(|r| r.kind) == Some(RelationKind::ReferenceTable)
+        }
+        LogicalPlan::SubqueryAlias(a) => is_reference_table(&a.input, catalog),
+        _ => false,
+    }
+}
+
+/// The outermost join of two streams in `plan`.
+fn find_stream_join<'a>(plan: &'a LogicalPlan, catalog: &Catalog) -> Option<&'a datafusion::logical_expr::Join> {
+    if let LogicalPlan::Join(join) = plan
+        && !is_reference_table(&join.left, catalog)
+        && !is_reference_table(&join.right, catalog)
+    {
+        return Some(join);
+    }
+    plan.inputs()
+        .into_iter()
+        .find_map(|input| find_stream_join(input, catalog))
+}
+
+/// When `pump` reads a stream join's feed: names the feed stream after the pump and
+/// plans it, with the two pumps that fill it (each side's own operators, then a
+/// [`JoinFeedOp`]).
+pub fn plan_feeds(
+    p: &PumpStatement,
+    catalog: &Catalog,
+    pump: &mut PumpPlan,
+) -> Result<Option<(StreamDecl, Vec<PumpPlan>)>> {
+    if pump.source != FEED_PLACEHOLDER {
+        return Ok(None);
+    }
+    let at = At {
+        line: p.location.line,
+        column: p.location.column,
+    };
+    let plan = super::plan_query(&p.query, catalog, p.location)?;
+    let join = find_stream_join(&plan, catalog).ok_or_else(|| at.error("no join of two streams found"))?;
+    let stream = format!("{}#JOIN1", p.name);
+    let schema = feed_schema_of(join);
+    let (left_columns, right_columns) = (join.left.schema().fields().len(), join.right.schema().fields().len());
+    let mut pumps = Vec::new();
+    for (side, input, name) in [(Side::Left, &join.left, "LEFT"), (Side::Right, &join.right, "RIGHT")] {
+        let lowered = lower::lower(input, catalog, at)?;
+        if lowered.source == FEED_PLACEHOLDER {
+            return Err(at.unsupported("joining more than two streams in one query (join two, then join the result)"));
+        }
+        let mut ops = lowered.ops;
+        ops.push(Box::new(JoinFeedOp::new(
+            side,
+            left_columns,
+            right_columns,
+            Arc::clone(&schema),
+        )));
+        let pump_name = format!("{stream}#{name}");
+        pumps.push(PumpPlan {
+            name: pump_name.clone(),
+            source: lowered.source,
+            target: stream.clone(),
+            pipeline: Pipeline::new(&pump_name, ops),
+        });
+    }
+    let decl = StreamDecl {
+        name: stream.clone(),
+        schema,
+        kind: RelationKind::Stream,
+        columns: vec![],
+    };
+    pump.source = stream;
+    Ok(Some((decl, pumps)))
+}
+
+/// Whether a join's condition carries a window marker.
+pub fn has_window(join: &datafusion::logical_expr::Join) -> bool {
+    join.filter.as_ref().is_some_and(|f| {
+        split_conjunction(f)
+            .iter()
+            .any(|p| matches!(p, Expr::ScalarFunction(s) if s.name() == WINDOW_MARKER))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The query's FROM clause after the windows moved into the join conditions.
+    fn moved(sql: &str) -> Result<String> {
+        let mut query = crate::dialect::script::parse_query(sql)?;
+        windows_into_conditions(&mut query, At { line: 1, column: 1 })?;
+        let ast::SetExpr::Select(select) = query.body.as_ref() else {
+            panic!("a select")
+        };
+        Ok(select.from.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", "))
+    }
+
+    #[test]
+    fn windows_become_markers_in_the_on_condition() {
+        assert_eq!(
+            moved("SELECT STREAM o.a FROM o_s AS o JOIN \"Trades\" OVER (RANGE INTERVAL '1' MINUTE PRECEDING) t ON o.k = t.k")
+                .unwrap(),
+            "O_S AS O JOIN \"Trades\" T ON (O.K = T.K) AND sluice_join_window('RIGHT', 'RANGE', INTERVAL '1' MINUTE)"
+        );
+        // on the FROM stream, by name through a chain of named windows, without alias
+        assert_eq!(
+            moved("SELECT STREAM a.x FROM a OVER w2 LEFT JOIN b OVER (ROWS 3 PRECEDING) ON a.k = b.k WINDOW w1 AS (ROWS 2 PRECEDING), w2 AS w1")
+                .unwrap(),
+            "A LEFT JOIN B ON (A.K = B.K) AND sluice_join_window('LEFT', 'ROWS', 2) AND sluice_join_window('RIGHT', 'ROWS', 3)"
+        );
+        // CROSS JOIN: an inner join on the window alone
+        assert_eq!(
+            moved("SELECT STREAM a.x FROM a CROSS JOIN b OVER (ROWS CURRENT ROW) AS c").unwrap(),
+            "A INNER JOIN B AS C ON sluice_join_window('RIGHT', 'ROWS', 0)"
+        );
+        // an aggregate's OVER is not a join window
+        assert_eq!(
+            moved("SELECT STREAM SUM(x) OVER (ROWS 2 PRECEDING) FROM a").unwrap(),
+            "A"
+        );
+    }
+
+    #[test]
+    fn join_windows_outside_the_supported_forms_are_refused() {
+        let unsupported = |sql: &str| matches!(moved(sql), Err(crate::SluiceError::Unsupported { .. }));
+        assert!(unsupported(
+            "SELECT STREAM a.x FROM a JOIN b OVER (ROWS UNBOUNDED PRECEDING) ON a.k = b.k"
+        ));
+        assert!(unsupported(
+            "SELECT STREAM a.x FROM a JOIN b OVER (PARTITION BY k ROWS 2 PRECEDING) ON a.k = b.k"
+        ));
+        assert!(unsupported(
+            "SELECT STREAM a.x FROM a JOIN b OVER (RANGE BETWEEN INTERVAL '1' MINUTE PRECEDING AND INTERVAL '1' MINUTE FOLLOWING) ON a.k = b.k"
+        ));
+        assert!(matches!(
+            moved("SELECT STREAM a.x FROM a JOIN b OVER nope ON a.k = b.k"),
+            Err(crate::SluiceError::Sql { .. })
+        ));
+    }
+}
