@@ -16,21 +16,21 @@ use crate::error::{ErrorRow, Result};
 
 /// Runs `f` on `batch`; on failure, drops the rows on which `f` fails (recording one
 /// error row each) and runs `f` on the rest. Returns the rows kept and f's result on
-/// them.
+/// them, or None when no row is left and `f` fails even on none (an expression that
+/// fails whatever the rows, such as `CAST('abc' AS INTEGER)`: every row is an error row,
+/// and the application goes on).
 pub fn eval_isolating<R>(
     batch: &RecordBatch,
     ctx: &mut OpContext,
     f: impl Fn(&RecordBatch) -> Result<R, DataFusionError>,
-) -> Result<(RecordBatch, R)> {
-    match f(batch) {
-        Ok(r) => Ok((batch.clone(), r)),
+) -> Result<Option<(RecordBatch, R)>> {
+    let kept = match f(batch) {
+        Ok(r) => return Ok(Some((batch.clone(), r))),
         Err(first) if batch.num_rows() <= 1 => {
             if batch.num_rows() == 1 {
                 ctx.errors.push(error_row(batch, 0, &first, ctx.pump));
             }
-            let empty = batch.slice(0, 0);
-            let r = f(&empty)?;
-            Ok((empty, r))
+            batch.slice(0, 0)
         }
         Err(_) => {
             let mut good = Vec::with_capacity(batch.num_rows());
@@ -41,10 +41,13 @@ pub fn eval_isolating<R>(
                     Err(e) => ctx.errors.push(error_row(batch, i, &e, ctx.pump)),
                 }
             }
-            let kept = take_record_batch(batch, &UInt32Array::from(good))?;
-            let r = f(&kept)?;
-            Ok((kept, r))
+            take_record_batch(batch, &UInt32Array::from(good))?
         }
+    };
+    match f(&kept) {
+        Ok(r) => Ok(Some((kept, r))),
+        Err(_) if kept.num_rows() == 0 => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -26,10 +26,13 @@ impl Operator for FilterOp {
     }
 
     fn on_batch(&mut self, batch: RecordBatch, ctx: &mut OpContext) -> Result<Vec<RecordBatch>> {
-        let (kept, mask) = eval_isolating(&batch, ctx, |b| {
+        let Some((kept, mask)) = eval_isolating(&batch, ctx, |b| {
             let v = self.predicate.evaluate(b)?.into_array(b.num_rows())?;
             Ok(v.as_boolean().clone())
-        })?;
+        })?
+        else {
+            return Ok(vec![]);
+        };
         let out = filter_record_batch(&kept, &mask)?;
         Ok(if out.num_rows() == 0 { vec![] } else { vec![out] })
     }

@@ -59,7 +59,7 @@ impl Operator for InsertOp {
         };
         let fields = self.target.fields().clone();
         let sources = &self.sources;
-        let (kept, columns) = eval_isolating(&batch, ctx, |b| {
+        let Some((kept, columns)) = eval_isolating(&batch, ctx, |b| {
             let n = b.num_rows();
             let mut columns = Vec::with_capacity(fields.len());
             for (field, source) in fields.iter().zip(sources) {
@@ -70,7 +70,10 @@ impl Operator for InsertOp {
                 });
             }
             Ok(columns)
-        })?;
+        })?
+        else {
+            return Ok(vec![]);
+        };
         if kept.num_rows() == 0 {
             return Ok(vec![]);
         }

@@ -141,7 +141,7 @@ impl Operator for LookupJoinOp {
         self.catch_up()?;
         let probe_keys = &self.probe_keys;
         let key_types = &self.table.key_types;
-        let (kept, keys) = eval_isolating(&batch, ctx, |b| {
+        let Some((kept, keys)) = eval_isolating(&batch, ctx, |b| {
             let n = b.num_rows();
             probe_keys
                 .iter()
@@ -151,7 +151,10 @@ impl Operator for LookupJoinOp {
                     if a.data_type() == t { Ok(a) } else { Ok(cast(&a, t)?) }
                 })
                 .collect::<Result<Vec<ArrayRef>, _>>()
-        })?;
+        })?
+        else {
+            return Ok(vec![]);
+        };
         let rows = self.converter.convert_columns(&keys)?;
         let mut stream_idx: Vec<u32> = Vec::with_capacity(kept.num_rows());
         let mut table_idx: Vec<Option<u32>> = Vec::with_capacity(kept.num_rows());

@@ -29,12 +29,15 @@ impl Operator for ProjectOp {
     }
 
     fn on_batch(&mut self, batch: RecordBatch, ctx: &mut OpContext) -> Result<Vec<RecordBatch>> {
-        let (kept, columns) = eval_isolating(&batch, ctx, |b| {
+        let Some((kept, columns)) = eval_isolating(&batch, ctx, |b| {
             self.exprs
                 .iter()
                 .map(|e| e.evaluate(b)?.into_array(b.num_rows()))
                 .collect::<Result<Vec<ArrayRef>, _>>()
-        })?;
+        })?
+        else {
+            return Ok(vec![]);
+        };
         if kept.num_rows() == 0 {
             return Ok(vec![]);
         }

@@ -125,7 +125,9 @@ impl SessionWindowOp {
             pump: "",
             errors: &mut ignored,
         };
-        let (_, inputs) = self.spec.inputs(&rows, &mut ctx)?;
+        let Some((_, inputs)) = self.spec.inputs(&rows, &mut ctx)? else {
+            return Ok(None);
+        };
         let mut state = GroupedState::new(&self.spec)?;
         state.update(&inputs)?;
         let (keys, aggs) = state.finish()?;
@@ -200,11 +202,16 @@ impl SessionWindowOp {
 
     fn accumulate(&mut self, rows: &RecordBatch, ctx: &mut OpContext) -> Result<()> {
         // Drop rows whose aggregate inputs or session keys fail, once, on arrival.
-        let (kept, _) = self.spec.inputs(rows, ctx)?;
-        let (kept, keys) = eval_isolating(&kept, ctx, |b| {
+        let Some((kept, _)) = self.spec.inputs(rows, ctx)? else {
+            return Ok(());
+        };
+        let Some((kept, keys)) = eval_isolating(&kept, ctx, |b| {
             self.keys_of(b)
                 .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))
-        })?;
+        })?
+        else {
+            return Ok(());
+        };
         let starts = kept
             .column(self.start_column)
             .as_primitive::<TimestampMillisecondType>();

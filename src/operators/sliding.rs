@@ -790,7 +790,7 @@ impl Operator for SlidingWindowOp {
         let windows = &self.windows;
         // Evaluate every key and argument first (vectorised); rows that fail are dropped
         // before any window sees them.
-        let (kept, evaluated) = eval_isolating(&batch, ctx, |b| {
+        let Some((kept, evaluated)) = eval_isolating(&batch, ctx, |b| {
             let n = b.num_rows();
             windows
                 .iter()
@@ -814,7 +814,10 @@ impl Operator for SlidingWindowOp {
                     Ok((keys, args, defaults))
                 })
                 .collect::<Result<Vec<_>, _>>()
-        })?;
+        })?
+        else {
+            return Ok(vec![]);
+        };
         if kept.num_rows() == 0 {
             return Ok(vec![]);
         }

@@ -256,7 +256,7 @@ impl StaggerAggregateOp {
     fn add_run(&mut self, rows: &RecordBatch, t: Millis, ctx: &mut OpContext) -> Result<()> {
         let keys_exprs = &self.keys;
         let aggregates = &self.aggregates;
-        let (kept, (keys, args)) = eval_isolating(rows, ctx, |b| {
+        let Some((kept, (keys, args))) = eval_isolating(rows, ctx, |b| {
             let n = b.num_rows();
             let keys = keys_exprs
                 .iter()
@@ -272,7 +272,10 @@ impl StaggerAggregateOp {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((keys, args))
-        })?;
+        })?
+        else {
+            return Ok(());
+        };
         if kept.num_rows() == 0 {
             return Ok(());
         }

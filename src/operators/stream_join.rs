@@ -412,12 +412,15 @@ impl StreamJoinOp {
         if rows.num_rows() == 0 {
             return Ok(());
         }
-        let (kept, keys) = eval_isolating(&rows, ctx, |b| {
+        let Some((kept, keys)) = eval_isolating(&rows, ctx, |b| {
             let cols = self
                 .side_columns(side, b)
                 .map_err(|e| datafusion::error::DataFusionError::External(e.into()))?;
             self.key_rows(side, &cols)
-        })?;
+        })?
+        else {
+            return Ok(());
+        };
         let columns = self.side_columns(side, &kept)?;
         let times = rowtime_column(&kept).values().to_vec();
         self.rows[side.at()].push(columns, &times, keys);

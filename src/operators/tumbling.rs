@@ -209,7 +209,7 @@ impl TumblingAggregateOp {
         let aggregates = &self.aggregates;
         // Evaluate every input of the aggregation first, so a failing row is dropped
         // from all aggregates alike.
-        let (kept, (keys, values, filters)) = eval_isolating(rows, ctx, |b| {
+        let Some((kept, (keys, values, filters))) = eval_isolating(rows, ctx, |b| {
             let n = b.num_rows();
             let keys = group_exprs
                 .iter()
@@ -239,7 +239,10 @@ impl TumblingAggregateOp {
                 });
             }
             Ok((keys, values, filters))
-        })?;
+        })?
+        else {
+            return Ok(());
+        };
         if kept.num_rows() == 0 {
             return Ok(());
         }

@@ -142,8 +142,8 @@ impl WindowAggSpec {
 
     /// Evaluates keys, aggregate arguments and filters; rows that fail go to
     /// `error_stream` and are left out of the returned batch.
-    pub fn inputs(&self, batch: &RecordBatch, ctx: &mut OpContext) -> Result<(RecordBatch, AggInputs)> {
-        let (kept, (keys, args, filters)) = eval_isolating(batch, ctx, |b| {
+    pub fn inputs(&self, batch: &RecordBatch, ctx: &mut OpContext) -> Result<Option<(RecordBatch, AggInputs)>> {
+        let Some((kept, (keys, args, filters))) = eval_isolating(batch, ctx, |b| {
             let n = b.num_rows();
             let keys = self
                 .key_exprs
@@ -172,8 +172,11 @@ impl WindowAggSpec {
                 });
             }
             Ok((keys, args, filters))
-        })?;
-        Ok((kept, AggInputs { keys, args, filters }))
+        })?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((kept, AggInputs { keys, args, filters })))
     }
 
     /// Output rows of one window from its evaluated keys and aggregates.
@@ -374,7 +377,9 @@ impl WindowAggregateOp {
     }
 
     fn accumulate(&mut self, rows: &RecordBatch, ctx: &mut OpContext) -> Result<()> {
-        let (kept, inputs) = self.spec.inputs(rows, ctx)?;
+        let Some((kept, inputs)) = self.spec.inputs(rows, ctx)? else {
+            return Ok(());
+        };
         if kept.num_rows() == 0 {
             return Ok(());
         }

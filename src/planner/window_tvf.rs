@@ -562,9 +562,11 @@ pub fn lower_aggregate(
         .collect::<Result<Vec<_>>>()?;
     let mut aggregates = Vec::with_capacity(agg.aggr_expr.len());
     for e in &agg.aggr_expr {
+        // As every expression: simplified first (`SUM(COALESCE(x, 0))` needs it).
+        let e = crate::functions::simplify::aggregate_for_execution(e, input_df, catalog.state())?;
         #[allow(deprecated)]
         let (expr, filter, order) =
-            create_aggregate_expr_and_maybe_filter(e, input_df, &input_schema, catalog.state().execution_props())?;
+            create_aggregate_expr_and_maybe_filter(&e, input_df, &input_schema, catalog.state().execution_props())?;
         if !order.is_empty() {
             return Err(at.unsupported("ORDER BY inside an aggregate"));
         }

@@ -255,6 +255,22 @@ fn constant_errors_are_not_planning_errors() {
 }
 
 #[test]
+fn an_expression_that_fails_on_every_row_sends_every_row_to_error_stream() {
+    // `CAST('x' AS INTEGER)` fails whatever the rows, even on none: each row is an error
+    // row and the application runs to its end.
+    let r = run(
+        &pump("a INTEGER, b INTEGER", "N, CAST('x' AS INTEGER)"),
+        &[
+            ("2024-03-01 18:00:00.000", None, Some(1), None),
+            ("2024-03-01 18:00:01.000", None, Some(2), None),
+            ("2024-03-01 18:00:02.000", None, Some(3), None),
+        ],
+    );
+    assert_eq!(rows(&r), 0);
+    assert_eq!(r.errors.map(|e| e.num_rows()), Some(3));
+}
+
+#[test]
 fn every_and_any_aggregate_a_tumbling_window() {
     let sql = "CREATE OR REPLACE STREAM \"OUT\" (all_pos BOOLEAN, some_big BOOLEAN, total INTEGER);\n\
                CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\"\n\
