@@ -63,18 +63,7 @@ pub fn extract(query: &mut Query, pump: &str, is_table_function: impl Fn(&str) -
                 cursor,
                 args: args.collect(),
             });
-            *factor = TableFactor::Table {
-                name: ObjectName::from(vec![Ident::with_quote('"', stream)]),
-                alias: alias.clone(),
-                args: None,
-                with_hints: vec![],
-                version: None,
-                with_ordinality: false,
-                partitions: vec![],
-                json_path: None,
-                sample: None,
-                index_hints: vec![],
-            };
+            *factor = read_stream(stream, alias.clone());
             ControlFlow::Continue(())
         }
     }
@@ -85,6 +74,23 @@ pub fn extract(query: &mut Query, pump: &str, is_table_function: impl Fn(&str) -
     };
     let _ = query.visit(&mut extractor);
     extractor.calls
+}
+
+/// The table factor that reads internal stream `stream` (quoted: its name keeps its
+/// case and its `#`) under `alias`: what an extracted call or subquery is replaced by.
+pub fn read_stream(stream: String, alias: Option<datafusion::sql::sqlparser::ast::TableAlias>) -> TableFactor {
+    TableFactor::Table {
+        name: ObjectName::from(vec![Ident::with_quote('"', stream)]),
+        alias,
+        args: None,
+        with_hints: vec![],
+        version: None,
+        with_ordinality: false,
+        partitions: vec![],
+        json_path: None,
+        sample: None,
+        index_hints: vec![],
+    }
 }
 
 /// The value of a literal argument (`10`, `-1.5`, `'col'`, `true`).

@@ -9,7 +9,7 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Ident, ObjectName, Query, SetExpr, SetOperator, SetQuantifier, TableFactor, VisitMut, VisitorMut,
+    Ident, Query, SetExpr, SetOperator, SetQuantifier, TableFactor, VisitMut, VisitorMut,
 };
 
 /// One UNION ALL subquery taken out of a query.
@@ -91,18 +91,7 @@ pub fn extract(query: &mut Query, pump: &str) -> Vec<UnionCall> {
                 stream: stream.clone(),
                 branches,
             });
-            *factor = TableFactor::Table {
-                name: ObjectName::from(vec![Ident::with_quote('"', stream)]),
-                alias: alias.clone(),
-                args: None,
-                with_hints: vec![],
-                version: None,
-                with_ordinality: false,
-                partitions: vec![],
-                json_path: None,
-                sample: None,
-                index_hints: vec![],
-            };
+            *factor = super::table_function::read_stream(stream, alias.clone());
             ControlFlow::Continue(())
         }
     }

@@ -43,8 +43,7 @@ use datafusion::common::DFSchema;
 use datafusion::logical_expr::{Expr as LExpr, LogicalPlan};
 use datafusion::sql::planner::{PlannerContext, SqlToRel};
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, Query, TableFactor, Value, VisitMut,
-    VisitorMut,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Query, TableFactor, Value, VisitMut, VisitorMut,
 };
 // Deprecated in favour of LoweredAggregateBuilder; the same helper lower.rs uses.
 #[allow(deprecated)]
@@ -119,18 +118,7 @@ fn extract(query: &mut Query, pump: &str) -> Vec<WindowCall> {
                 function,
                 args: list.args.clone(),
             });
-            *factor = TableFactor::Table {
-                name: ObjectName::from(vec![Ident::with_quote('"', stream)]),
-                alias: alias.clone(),
-                args: None,
-                with_hints: vec![],
-                version: None,
-                with_ordinality: false,
-                partitions: vec![],
-                json_path: None,
-                sample: None,
-                index_hints: vec![],
-            };
+            *factor = super::table_function::read_stream(stream, alias.clone());
             ControlFlow::Continue(())
         }
     }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent derivation of this case's expected rows (no sluice involved).
+"""Independent derivation of a case's expected rows (no sluice involved).
 
 Stream-to-table joins (spec §1.3, §5.5) for the two pumps of app.sql:
 * the reference table is read from the file case.toml names: CSV split on "\n" and ",",
@@ -11,13 +11,14 @@ Stream-to-table joins (spec §1.3, §5.5) for the two pumps of app.sql:
 * REGION_REQUESTS: each REQUESTED event joined INNER: one row per matching table row,
   none when nothing matches;
 * every output row keeps the event's ROWTIME; other event types produce nothing.
-Run: python3 derive.py  (rewrites expected_*.jsonl next to it)
+Run: python3 derive.py cases/<case>  (rewrites that case's expected_*.jsonl)
 """
 import json
+import sys
 import pathlib
 import tomllib
 
-HERE = pathlib.Path(__file__).resolve().parent
+HERE = pathlib.Path(sys.argv[1]).resolve()  # the case folder
 case = tomllib.loads((HERE / "case.toml").read_text())
 ref = case["references"][0]
 cols = ref["columns"]

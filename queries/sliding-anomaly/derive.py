@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent derivation of this case's expected rows (no sluice involved).
+"""Independent derivation of a case's expected rows (no sluice involved).
 
 Implements the sliding-window semantics of spec §3.4 for the two pumps of app.sql:
 * WHERE event_type = 'COMPLETED' runs first; other rows never enter a window;
@@ -13,15 +13,16 @@ Implements the sliding-window semantics of spec §3.4 for the two pumps of app.s
 * FARE_ALERTS keeps rows with rides >= 5 and fare > avg + 1.5 * stddev (NULL -> dropped).
 Prints each row's threshold margin and refuses values within 1e-3 of the threshold, so
 float rounding cannot flip an alert.
-Run: python3 derive.py  (rewrites expected_*.jsonl next to it)
+Run: python3 derive.py cases/<case>  (rewrites that case's expected_*.jsonl)
 """
 import json
+import sys
 import math
 import pathlib
 from datetime import datetime, timezone
 from fractions import Fraction as F
 
-HERE = pathlib.Path(__file__).resolve().parent
+HERE = pathlib.Path(sys.argv[1]).resolve()  # the case folder
 
 
 def ms(text):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent derivation of this case's expected rows (no sluice involved).
+"""Independent derivation of a case's expected rows (no sluice involved).
 
 Implements the tumbling semantics of spec §3.2 for the three pumps of app.sql:
 * a row belongs to the bucket [start, start + 60 s) of its ROWTIME, start aligned to the
@@ -9,14 +9,15 @@ Implements the tumbling semantics of spec §3.2 for the three pumps of app.sql:
   (without [run] flush_at: everything closes; with flush_at = T: time stops at T);
 * COUNT(*) counts rows, COUNT/SUM/MIN/MAX skip NULLs, SUM of nothing but NULLs is NULL;
 * NULL grouping keys form one group.
-Run: python3 derive.py  (rewrites expected_*.jsonl next to it)
+Run: python3 derive.py cases/<case>  (rewrites that case's expected_*.jsonl)
 """
 import json
+import sys
 import pathlib
 import tomllib
 from datetime import datetime, timezone
 
-HERE = pathlib.Path(__file__).resolve().parent
+HERE = pathlib.Path(sys.argv[1]).resolve()  # the case folder
 MINUTE = 60_000
 
 
