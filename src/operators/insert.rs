@@ -33,6 +33,18 @@ impl InsertOp {
     }
 }
 
+/// Timestamps as text in the form `CAST(ts AS VARCHAR)` gives (A12).
+fn timestamp_texts(array: &ArrayRef) -> Result<ArrayRef, datafusion::arrow::error::ArrowError> {
+    use datafusion::arrow::datatypes::TimestampMillisecondType;
+    let ms = datafusion::arrow::compute::cast(array, &crate::types::TIMESTAMP_TYPE)?;
+    let texts: datafusion::arrow::array::StringArray = ms
+        .as_primitive::<TimestampMillisecondType>()
+        .iter()
+        .map(|v| v.and_then(crate::functions::cast_char::timestamp_text))
+        .collect();
+    Ok(Arc::new(texts))
+}
+
 fn truncate(array: ArrayRef, max: usize) -> Result<ArrayRef> {
     let strings = array.as_string::<i32>();
     let longest = strings
@@ -65,6 +77,13 @@ impl Operator for InsertOp {
             for (field, source) in fields.iter().zip(sources) {
                 columns.push(match source {
                     Some(i) if b.column(*i).data_type() == field.data_type() => Arc::clone(b.column(*i)),
+                    // A TIMESTAMP into a character column reads as CAST writes it (A12).
+                    Some(i)
+                        if matches!(b.column(*i).data_type(), DataType::Timestamp(_, _))
+                            && *field.data_type() == DataType::Utf8 =>
+                    {
+                        timestamp_texts(b.column(*i))?
+                    }
                     Some(i) => cast_with_options(b.column(*i), field.data_type(), &options)?,
                     None => new_null_array(field.data_type(), n),
                 });

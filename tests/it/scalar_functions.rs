@@ -271,6 +271,28 @@ fn an_expression_that_fails_on_every_row_sends_every_row_to_error_stream() {
 }
 
 #[test]
+fn a_timestamp_inserted_into_a_varchar_column_reads_as_cast_writes_it() {
+    // A12: the implicit conversion of a pump's INSERT agrees with CAST(ts AS VARCHAR).
+    let r = run(
+        &pump(
+            "implicit VARCHAR(32), explicit VARCHAR(32)",
+            "\"SOURCE_SQL_STREAM_001\".ROWTIME, CAST(\"SOURCE_SQL_STREAM_001\".ROWTIME AS VARCHAR(32))",
+        ),
+        &ROWS,
+    );
+    let out = r.out.as_ref().unwrap();
+    assert_eq!(
+        column(out, "IMPLICIT"),
+        [
+            "2024-03-01 18:00:00.0",
+            "2024-03-01 18:00:01.25",
+            "2024-03-01 18:00:02.0"
+        ]
+    );
+    assert_eq!(column(out, "IMPLICIT"), column(out, "EXPLICIT"));
+}
+
+#[test]
 fn every_and_any_aggregate_a_tumbling_window() {
     let sql = "CREATE OR REPLACE STREAM \"OUT\" (all_pos BOOLEAN, some_big BOOLEAN, total INTEGER);\n\
                CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\"\n\
