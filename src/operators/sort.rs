@@ -122,42 +122,35 @@ impl Operator for StreamingSortOp {
     fn on_batch(&mut self, batch: RecordBatch, ctx: &mut OpContext) -> Result<Vec<RecordBatch>> {
         let keys = self.leading_keys(&batch)?;
         let mut out = Vec::new();
-        let mut keep: Vec<u32> = Vec::with_capacity(batch.num_rows());
-        for i in 0..batch.num_rows() {
-            if keys.is_null(i) {
-                refused(&batch, i, "the leading ORDER BY key is NULL".into(), ctx);
-                continue;
-            }
-            let key = keys.value(i);
-            match self.group {
-                Some(g) if key < g => {
-                    refused(
-                        &batch,
-                        i,
-                        format!(
-                            "the leading ORDER BY key went back in time ({} after {}); it must be monotonic",
-                            crate::time::format_timestamp(key),
-                            crate::time::format_timestamp(g)
-                        ),
-                        ctx,
-                    );
-                    continue;
+        // The key is monotonic, so a batch is a few runs of one key each: decide per run.
+        let runs = datafusion::arrow::compute::partition(&[Arc::new(keys.clone()) as ArrayRef])?;
+        for run in runs.ranges() {
+            let why = if keys.is_null(run.start) {
+                Some("the leading ORDER BY key is NULL".to_string())
+            } else {
+                let key = keys.value(run.start);
+                match self.group {
+                    Some(g) if key < g => Some(format!(
+                        "the leading ORDER BY key went back in time ({} after {}); it must be monotonic",
+                        crate::time::format_timestamp(key),
+                        crate::time::format_timestamp(g)
+                    )),
+                    Some(g) if key > g => {
+                        out.extend(self.emit()?);
+                        self.group = Some(key);
+                        None
+                    }
+                    Some(_) => None,
+                    None => {
+                        self.group = Some(key);
+                        None
+                    }
                 }
-                Some(g) if key > g => {
-                    self.held.push(take_record_batch(
-                        &batch,
-                        &UInt32Array::from(std::mem::take(&mut keep)),
-                    )?);
-                    out.extend(self.emit()?);
-                    self.group = Some(key);
-                }
-                Some(_) => {}
-                None => self.group = Some(key),
+            };
+            match why {
+                Some(why) => run.clone().for_each(|i| refused(&batch, i, why.clone(), ctx)),
+                None => self.held.push(batch.slice(run.start, run.len())),
             }
-            keep.push(i as u32);
-        }
-        if !keep.is_empty() {
-            self.held.push(take_record_batch(&batch, &UInt32Array::from(keep))?);
         }
         Ok(out)
     }
@@ -211,8 +204,6 @@ impl Operator for StreamingSortOp {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::array::{Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::logical_expr::Operator as BinaryOp;
     use datafusion::physical_expr::expressions::{BinaryExpr, CastExpr, Column, Literal};
     use datafusion::scalar::ScalarValue;
@@ -220,25 +211,7 @@ mod tests {
     use super::*;
     use crate::types::{ROWTIME, TIMESTAMP_TYPE};
 
-    fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("K", DataType::Utf8, true),
-            Field::new("V", DataType::Int64, true),
-            Field::new(ROWTIME, TIMESTAMP_TYPE, false),
-        ]))
-    }
-
-    fn batch(rows: &[(&str, i64, i64)]) -> RecordBatch {
-        RecordBatch::try_new(
-            schema(),
-            vec![
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
-                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
-                Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.2))),
-            ],
-        )
-        .unwrap()
-    }
+    use crate::operators::test_input::{input_schema as schema, keyed_rows as batch};
 
     /// `ORDER BY <ROWTIME floored to the second>, V DESC`.
     fn operator() -> StreamingSortOp {

@@ -19,6 +19,19 @@ pub fn input_schema() -> SchemaRef {
     ]))
 }
 
+/// A batch of the keyed stream from (K, V, ROWTIME) triples.
+pub fn keyed_rows(rows: &[(&str, i64, i64)]) -> RecordBatch {
+    RecordBatch::try_new(
+        input_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.2))),
+        ],
+    )
+    .unwrap()
+}
+
 /// `batches` batches of 400 rows over 3000 keys (one key in 50 NULL, one value in 20
 /// NULL), ROWTIME rising by 0 to `max_step_ms` a row from 2024-03-01 08:00 UTC. A batch
 /// touches a small share of the keys, as in a stream with many more keys than a batch.

@@ -524,7 +524,6 @@ pub fn is_timestamp(t: &DataType) -> bool {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use datafusion::arrow::array::StringArray;
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::functions_aggregate::{count::count_udaf, sum::sum_udaf};
     use datafusion::physical_expr::aggregate::AggregateExprBuilder;
@@ -590,20 +589,7 @@ pub(crate) mod tests {
         .unwrap()
     }
 
-    pub fn rows(rows: &[(&str, i64, i64)]) -> RecordBatch {
-        let schema = crate::operators::test_input::input_schema();
-        RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
-                Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
-                Arc::new(TimestampMillisecondArray::from(
-                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
-                )),
-            ],
-        )
-        .unwrap()
-    }
+    pub use crate::operators::test_input::keyed_rows as rows;
 
     pub fn assign(kind: WindowKind, lateness: i64) -> WindowAssignOp {
         WindowAssignOp::new(
