@@ -24,7 +24,7 @@ cargo test --all-targets --locked 2>&1
 echo "== conformance cases and recorded example applications (sluice test)"
 cases=()
 [ -d "$conformance" ] && cases+=("$conformance") || echo "note: no conformance folder at $conformance"
-for d in "$here"/queries/*/cases; do [ -d "$d" ] && cases+=("$d"); done
+for d in "$here"/queries/*/cases "$here"/tests/cases; do [ -d "$d" ] && cases+=("$d"); done
 # The binary `cargo test` just built (with the same dependency features: `cargo run`
 # would build the dependencies a second time without the dev-dependencies' features).
 "$CARGO_TARGET_DIR/debug/sluice" test "${cases[@]}"
