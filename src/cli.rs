@@ -118,8 +118,16 @@ pub async fn main_with(cli: Cli) -> anyhow::Result<i32> {
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 if tokio::signal::ctrl_c().await.is_ok() {
-                    tracing::info!("stopping: finishing open windows and flushing outputs");
+                    tracing::info!(
+                        "stopping: finishing open windows and flushing outputs (Ctrl-C again to quit at once)"
+                    );
                     let _ = stop_tx.send(true);
+                }
+                // A second Ctrl-C is an impatient user: quit without flushing, as the
+                // conventional exit status of an interrupted process.
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    tracing::warn!("quitting at once: open windows and unflushed outputs are lost");
+                    std::process::exit(130);
                 }
             });
             tracing::info!(app = %spec.name, inputs = spec.inputs.len(), outputs = spec.outputs.len(), "starting");

@@ -173,6 +173,29 @@ pub fn stream_schema(columns: &[ColumnDef], with_arrival_time: bool) -> SchemaRe
     Arc::new(Schema::new(fields))
 }
 
+/// The SQL name of an Arrow type, for messages in the dialect's words.
+pub fn sql_name_of(t: &DataType) -> String {
+    match t {
+        DataType::Int8 => "TINYINT".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INTEGER".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::Float32 => "REAL".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Decimal128(p, s) => format!("DECIMAL({p},{s})"),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Date32 | DataType::Date64 => "DATE".into(),
+        DataType::Time32(_) | DataType::Time64(_) => "TIME".into(),
+        DataType::Timestamp(_, _) => "TIMESTAMP".into(),
+        DataType::Duration(_) | DataType::Interval(_) => "INTERVAL".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "VARBINARY".into(),
+        DataType::Null => "NULL".into(),
+        DataType::Struct(_) => "ROW".into(),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -109,6 +109,8 @@ fn renamed_function(upper: &str) -> Option<&'static str> {
         "LOG10" => "kda_log10",
         "POWER" => "kda_power",
         "INITCAP" => "kda_initcap",
+        "LPAD" => "kda_lpad",
+        "RPAD" => "kda_rpad",
         "CURRENT_TIMESTAMP" | "LOCALTIMESTAMP" => "kda_current_timestamp",
         "CURRENT_DATE" => "kda_current_date",
         "CURRENT_TIME" | "LOCALTIME" => "kda_current_time",

@@ -15,6 +15,9 @@ use crate::types::{ColumnDef, SqlType};
 pub struct StreamStatement {
     pub name: String,
     pub columns: Vec<ColumnDef>,
+    /// `CREATE OR REPLACE`: a stream of the same name defined earlier is replaced;
+    /// without it, an earlier definition makes this one an error.
+    pub or_replace: bool,
     pub location: Location,
 }
 
@@ -25,6 +28,8 @@ pub struct PumpStatement {
     /// Explicit target column list; None means positional over all columns.
     pub columns: Option<Vec<String>>,
     pub query: Box<Query>,
+    /// `CREATE OR REPLACE`, as for a stream.
+    pub or_replace: bool,
     pub location: Location,
 }
 
@@ -42,7 +47,8 @@ pub enum Statement {
 /// Parses a whole application script.
 pub fn parse_script(sql: &str) -> Result<Vec<Statement>> {
     let dialect = KdaDialect::default();
-    let raw = Tokenizer::new(&dialect, sql)
+    let sql = lone_carriage_returns_as_newlines(sql);
+    let raw = Tokenizer::new(&dialect, &sql)
         .tokenize_with_location()
         .map_err(|e| SluiceError::Sql {
             line: e.location.line,
@@ -100,11 +106,11 @@ pub fn parse_script(sql: &str) -> Result<Vec<Statement>> {
 
 fn parse_statement(parser: &mut Parser, location: Location) -> Result<Statement, ParserError> {
     if parser.parse_keyword(Keyword::CREATE) {
-        let _or_replace = parser.parse_keywords(&[Keyword::OR, Keyword::REPLACE]);
+        let or_replace = parser.parse_keywords(&[Keyword::OR, Keyword::REPLACE]);
         let next = parser.next_token();
         match &next.token {
-            Token::Word(w) if w.value == "STREAM" => return parse_create_stream(parser, location),
-            Token::Word(w) if w.value == "PUMP" => return parse_create_pump(parser, location),
+            Token::Word(w) if w.value == "STREAM" => return parse_create_stream(parser, or_replace, location),
+            Token::Word(w) if w.value == "PUMP" => return parse_create_pump(parser, or_replace, location),
             Token::Word(w) if w.value == "FUNCTION" => {
                 return Err(ParserError::ParserError(format!(
                     "unsupported: CREATE FUNCTION (SQL-bodied functions are not supported by sluice){}",
@@ -127,11 +133,30 @@ fn parse_statement(parser: &mut Parser, location: Location) -> Result<Statement,
     }
 }
 
+/// Old Mac line endings (CR alone) end lines too. The tokenizer ends a `--` comment only
+/// at LF, so a script saved that way would otherwise be one long comment after its first
+/// `--`, and every line number would be 1.
+fn lone_carriage_returns_as_newlines(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains('\r') {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\r' && chars.peek() != Some(&'\n') {
+            out.push('\n');
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn first_words(s: &str) -> String {
     s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
-fn parse_create_stream(parser: &mut Parser, location: Location) -> Result<Statement, ParserError> {
+fn parse_create_stream(parser: &mut Parser, or_replace: bool, location: Location) -> Result<Statement, ParserError> {
     let name = object_name(&parser.parse_object_name(false)?);
     let (defs, _constraints) = parser.parse_columns()?;
     if defs.is_empty() {
@@ -152,11 +177,12 @@ fn parse_create_stream(parser: &mut Parser, location: Location) -> Result<Statem
     Ok(Statement::CreateStream(StreamStatement {
         name,
         columns,
+        or_replace,
         location,
     }))
 }
 
-fn parse_create_pump(parser: &mut Parser, location: Location) -> Result<Statement, ParserError> {
+fn parse_create_pump(parser: &mut Parser, or_replace: bool, location: Location) -> Result<Statement, ParserError> {
     let name = parser.parse_identifier()?.value;
     skip_description(parser)?;
     parser.expect_keyword(Keyword::AS)?;
@@ -182,6 +208,7 @@ fn parse_create_pump(parser: &mut Parser, location: Location) -> Result<Statemen
         target,
         columns,
         query,
+        or_replace,
         location,
     }))
 }
@@ -289,6 +316,37 @@ mod tests {
             }
             other => panic!("unexpected {other}"),
         }
+    }
+
+    #[test]
+    fn a_script_with_cr_line_endings_is_read_line_by_line() {
+        let sql = "-- the first line is a comment\rCREATE OR REPLACE STREAM S (A INTEGER);\r\
+                   CREATE OR REPLACE PUMP P AS INSERT INTO S SELECT STREAM A FROM S WHERE;\r";
+        match parse_script(sql).unwrap_err() {
+            SluiceError::Sql { line, message, .. } => assert_eq!(line, 3, "{message}"),
+            other => panic!("unexpected {other}"),
+        }
+        let fixed = sql.replace(" WHERE;", ";");
+        assert_eq!(parse_script(&fixed).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn or_replace_is_kept_on_streams_and_pumps() {
+        let st = parse_script(
+            "CREATE STREAM S (A INTEGER); CREATE OR REPLACE STREAM T (A INTEGER);\
+             CREATE PUMP P AS INSERT INTO T SELECT STREAM A FROM S;\
+             CREATE OR REPLACE PUMP Q AS INSERT INTO T SELECT STREAM A FROM S;",
+        )
+        .unwrap();
+        let replace: Vec<bool> = st
+            .iter()
+            .map(|s| match s {
+                Statement::CreateStream(s) => s.or_replace,
+                Statement::CreatePump(p) => p.or_replace,
+                Statement::Query { .. } => panic!("no query here"),
+            })
+            .collect();
+        assert_eq!(replace, [false, true, false, true]);
     }
 
     #[test]

@@ -26,6 +26,11 @@ use super::common::{
     monotonic_in_first, row_error, timestamp_millis,
 };
 
+/// The instants a TIMESTAMP can hold, in ms since the epoch: years 1 to 9999, as SQL's
+/// (and Java's) timestamps print them. A number outside is no timestamp, and the row
+/// fails instead of carrying a value no output can render.
+pub const TIMESTAMP_RANGE: std::ops::RangeInclusive<i64> = -62_135_596_800_000..=253_402_300_799_999;
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct UnixTimestamp {
     signature: Signature,
@@ -107,7 +112,21 @@ impl ScalarUDFImpl for ToTimestampMs {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         eval_arrays(&args.args, args.number_rows, |a| match a[0].data_type() {
-            DataType::Int64 => Ok(millis_to_timestamp(int64(&a[0])?.clone())),
+            DataType::Int64 => {
+                let millis = int64(&a[0])?;
+                let lowest = datafusion::arrow::compute::min(millis);
+                let highest = datafusion::arrow::compute::max(millis);
+                if let Some(out) = [lowest, highest]
+                    .into_iter()
+                    .flatten()
+                    .find(|ms| !TIMESTAMP_RANGE.contains(ms))
+                {
+                    return exec_err!(
+                        "TO_TIMESTAMP: {out} ms is outside the TIMESTAMP range (0001-01-01 00:00:00.000 to 9999-12-31 23:59:59.999)"
+                    );
+                }
+                Ok(millis_to_timestamp(millis.clone()))
+            }
             DataType::Null => Ok(millis_to_timestamp(Int64Array::new_null(a[0].len()))),
             t => exec_err!("TO_TIMESTAMP: expected BIGINT, got {t}"),
         })
@@ -215,6 +234,20 @@ mod tests {
         );
         assert_eq!(value("SELECT to_timestamp_ms(NULL)").await, "NULL");
         assert_eq!(value_type("SELECT to_timestamp_ms(5)").await, "Timestamp(ms)");
+    }
+
+    #[tokio::test]
+    async fn to_timestamp_ms_of_a_number_outside_the_timestamp_range_fails_the_row() {
+        assert_eq!(
+            value("SELECT to_timestamp_ms(253402300799999)").await,
+            "9999-12-31T23:59:59.999"
+        );
+        for ms in ["253402300800000", "9223372036854775807", "-62135596800001"] {
+            let err = crate::functions::common::test_util::run(&format!("SELECT to_timestamp_ms({ms})"))
+                .await
+                .unwrap_err();
+            assert!(err.contains("outside the TIMESTAMP range"), "{ms}: {err}");
+        }
     }
 
     #[tokio::test]

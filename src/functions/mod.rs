@@ -21,6 +21,7 @@
 //! | `EXTRACT(unit FROM x)` | `kda_extract('UNIT', x)` ([`extract`]) |
 //! | `CAST(x AS VARCHAR(n))`, `CAST(x AS CHAR(n))` | `kda_cast_char(x, n, false)`, `kda_cast_char(x, n, true)` ([`cast_char`]) |
 //! | `CURRENT_TIMESTAMP`, `LOCALTIMESTAMP`, `CURRENT_DATE`, `CURRENT_TIME`, `LOCALTIME` | `kda_current_timestamp()`, `kda_current_date()`, `kda_current_time()` ([`clock`]) |
+//! | `LPAD(s, n [, f])`, `RPAD(s, n [, f])` | `kda_lpad`, `kda_rpad`: DataFusion's, with `n` bounded ([`bounded_pad`]) |
 //! | `REGEX_LOG_PARSE`, `FAST_REGEX_LOG_PARSE(R)`, `VARIABLE_COLUMN_LOG_PARSE`, `FIXED_COLUMN_LOG_PARSE`, `W3C_LOG_PARSE`, `SYS_LOG_PARSE` | the lower-case names, returning a ROW (Struct) ([`log_parse`]) |
 //!
 //! Every function returns `DataFusionError::Execution` for a row-level failure (division
@@ -33,6 +34,7 @@ use std::sync::Arc;
 
 use datafusion::logical_expr::ScalarUDF;
 
+pub mod bounded_pad;
 mod calendar;
 pub mod cast_char;
 pub mod clock;
@@ -59,6 +61,8 @@ pub mod substring_similar;
 pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
     let mut udfs = vec![
         Arc::new(ScalarUDF::from(division::SluiceDiv::default())),
+        Arc::new(ScalarUDF::from(bounded_pad::BoundedPad::lpad())),
+        Arc::new(ScalarUDF::from(bounded_pad::BoundedPad::rpad())),
         Arc::new(ScalarUDF::from(step::Step::default())),
         Arc::new(ScalarUDF::from(floor_ceil::FloorTo::floor())),
         Arc::new(ScalarUDF::from(floor_ceil::FloorTo::ceil())),

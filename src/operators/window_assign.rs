@@ -134,7 +134,9 @@ impl WindowAssignOp {
             name: "LateRow".into(),
             message: format!(
                 "late row: its window [{}, {}) closed at {} (window end plus an allowed lateness of {} ms); \
-                 the stream's time was already {}",
+                 the stream's time was already {}. A stream's time is its ROWTIME: the ingest clock, unless \
+                 the input sets [inputs.event_time] (column, and max_delay_ms for rows out of order); \
+                 LATENESS => INTERVAL ... keeps windows open longer",
                 ts(window.0),
                 ts(window.1),
                 ts(window.1.saturating_add(self.lateness)),

@@ -72,12 +72,28 @@ pub(super) fn with_rowtime(schema: &DFSchema) -> SchemaRef {
 
 pub(super) fn physical(e: &Expr, schema: &DFSchema, catalog: &Catalog) -> Result<Arc<dyn PhysicalExpr>> {
     let e = crate::functions::simplify::for_execution(e, schema, catalog.state())?;
-    Ok(create_physical_expr(
+    checked_arithmetic(create_physical_expr(
         &e,
         schema,
         catalog.state().execution_props(),
         &PhysicalPlanningContext::default(),
     )?)
+}
+
+/// DataFusion's `+`, `-` and `*` wrap around on integer overflow unless told otherwise;
+/// SQL (and KDA) make overflow an error. A failing row then goes to `error_stream`
+/// instead of a wrong value flowing on.
+fn checked_arithmetic(e: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::physical_expr::expressions::BinaryExpr;
+    Ok(e.transform_up(|p| {
+        let Some(b) = p.downcast_ref::<BinaryExpr>() else {
+            return Ok(Transformed::no(p));
+        };
+        let checked = BinaryExpr::new(Arc::clone(b.left()), *b.op(), Arc::clone(b.right())).with_fail_on_overflow(true);
+        Ok(Transformed::yes(Arc::new(checked) as Arc<dyn PhysicalExpr>))
+    })?
+    .data)
 }
 
 /// Is `e` a function of ROWTIME alone (so monotonic in time, usable as a window key)?
@@ -436,7 +452,17 @@ fn lower_window(window: &datafusion::logical_expr::Window, catalog: &Catalog, at
                 )),
             },
             (WindowFrameUnits::Range, WindowFrameBound::Preceding(v)) if v.is_null() => Frame::Range(None),
-            (WindowFrameUnits::Range, WindowFrameBound::Preceding(v)) => Frame::Range(interval_ms(v, at)?),
+            (WindowFrameUnits::Range, WindowFrameBound::Preceding(v)) => match interval_ms(v, at)? {
+                // A window reaching into the future would hold no rows at all, and KDA
+                // forbids negative sizes: refuse it rather than count nothing.
+                Some(ms) if ms < 0 => {
+                    return Err(at.error(format!(
+                        "a sliding window's RANGE must not be negative (INTERVAL of {ms} ms PRECEDING); \
+                         write a positive interval, or CURRENT ROW for the current row alone"
+                    )));
+                }
+                range => Frame::Range(range),
+            },
             _ => return Err(at.unsupported("this window frame (use RANGE INTERVAL ... PRECEDING or ROWS n PRECEDING)")),
         };
         let partition_by = physical_all(&params.partition_by, input_df, catalog)?;

@@ -96,6 +96,42 @@ impl ApplicationPlan {
 /// Plans an application: parses its code, registers its streams and tables, and
 /// compiles every pump.
 pub fn plan_application(app: &AppSpec) -> Result<ApplicationPlan> {
+    if app.sql.len() > MAX_CODE_BYTES {
+        return Err(SluiceError::Sql {
+            line: 1,
+            column: 1,
+            message: format!(
+                "the application code is {} bytes; sluice reads at most {} KiB of it (KDA allowed 100 KB)",
+                app.sql.len(),
+                MAX_CODE_BYTES / 1024
+            ),
+        });
+    }
+    // Syntax trees are walked recursively (cloned, visited, dropped) by sqlparser and
+    // by sluice; DataFusion grows its own stack as needed, the rest cannot. A long
+    // generated chain (`x = 1 OR x = 2 OR ...`, thousands of terms) is a tree thousands
+    // of levels deep, so planning runs on a thread whose stack fits the deepest tree
+    // that code of the largest size can write. The stack is reserved, not used: memory
+    // is taken only as deep as a tree goes.
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("sluice-planner".into())
+            .stack_size(PLANNING_STACK_BYTES)
+            .spawn_scoped(scope, || plan_application_on_this_thread(app))
+            .map_err(|e| SluiceError::runtime(format!("starting the planner thread: {e}")))?
+            .join()
+            .map_err(|_| SluiceError::runtime("the planner failed unexpectedly (a bug in sluice)"))?
+    })
+}
+
+/// The most application code sluice plans: five times KDA's limit.
+pub const MAX_CODE_BYTES: usize = 512 * 1024;
+
+/// The planner thread's stack: about 2 KB per level of the deepest expression that
+/// [`MAX_CODE_BYTES`] of code can write (one operator per two bytes), with room to spare.
+const PLANNING_STACK_BYTES: usize = 1 << 30;
+
+fn plan_application_on_this_thread(app: &AppSpec) -> Result<ApplicationPlan> {
     let statements = dialect::parse_script(&app.sql)?;
     let mut catalog = Catalog::new()?;
     let mut streams: Vec<StreamDecl> = Vec::new();
@@ -153,22 +189,58 @@ pub fn plan_application(app: &AppSpec) -> Result<ApplicationPlan> {
         references.push(data);
     }
     let mut pumps = Vec::new();
+    let mut pump_locations = std::collections::HashMap::new();
     for statement in statements {
         match statement {
             Statement::CreateStream(s) => {
-                if let Some(existing) = catalog.get(&s.name)
-                    && existing.kind != RelationKind::Stream
-                {
-                    return Err(SluiceError::Sql {
-                        line: s.location.line,
-                        column: s.location.column,
-                        message: format!("\"{}\" is already an input stream or reference table", s.name),
-                    });
+                let at = At {
+                    line: s.location.line,
+                    column: s.location.column,
+                };
+                if s.name == ERROR_STREAM {
+                    return Err(at.error(format!(
+                        "\"{ERROR_STREAM}\" is the system's error stream, which every application has; \
+                         give the stream another name (route \"{ERROR_STREAM}\" to an output to keep its rows)"
+                    )));
+                }
+                if let Some(existing) = catalog.get(&s.name) {
+                    if existing.kind != RelationKind::Stream {
+                        return Err(at.error(format!("\"{}\" is already an input stream or reference table", s.name)));
+                    }
+                    if !s.or_replace {
+                        return Err(at.error(format!(
+                            "stream \"{}\" is already defined; write CREATE OR REPLACE STREAM to replace it",
+                            s.name
+                        )));
+                    }
+                    tracing::warn!(
+                        "stream \"{}\" is defined twice; the definition at line {} replaces the earlier one",
+                        s.name,
+                        s.location.line
+                    );
                 }
                 let schema = stream_schema(&s.columns, false);
                 declare(&mut streams, &mut catalog, StreamDecl { name: s.name, schema, kind: RelationKind::Stream, columns: s.columns });
             }
             Statement::CreatePump(p) => {
+              if pumps.iter().any(|q: &PumpPlan| q.name == p.name) {
+                  if !p.or_replace {
+                      return Err(SluiceError::Sql {
+                          line: p.location.line,
+                          column: p.location.column,
+                          message: format!(
+                              "pump \"{}\" is already defined; write CREATE OR REPLACE PUMP to replace it",
+                              p.name
+                          ),
+                      });
+                  }
+                  tracing::warn!(
+                      "pump \"{}\" is defined twice; the definition at line {} replaces the earlier one",
+                      p.name,
+                      p.location.line
+                  );
+              }
+              pump_locations.insert(p.name.clone(), p.location);
               for mut p in split_union_all(p) {
                 pumps.retain(|q: &PumpPlan| q.name != p.name && !q.name.starts_with(&format!("{}#", p.name)));
                 // UNION ALL subqueries and table functions become internal streams
@@ -203,6 +275,7 @@ pub fn plan_application(app: &AppSpec) -> Result<ApplicationPlan> {
             }
         }
     }
+    refuse_cycles(&pumps, &pump_locations)?;
     streams.push(StreamDecl {
         name: ERROR_STREAM.to_string(),
         schema: error_stream_schema(),
@@ -214,6 +287,69 @@ pub fn plan_application(app: &AppSpec) -> Result<ApplicationPlan> {
         pumps,
         references,
     })
+}
+
+/// Pumps that feed each other in a circle (a stream into itself, or A → B → A) would wait
+/// on their own output for ever: each stream's time can only advance once its writers'
+/// time has, so nothing ever flows. KDA gives such a loop no meaning; refuse it, naming
+/// the circle.
+fn refuse_cycles(pumps: &[PumpPlan], locations: &std::collections::HashMap<String, Location>) -> Result<()> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut writers: BTreeMap<&str, Vec<&PumpPlan>> = BTreeMap::new();
+    for p in pumps {
+        writers.entry(p.target.as_str()).or_default().push(p);
+    }
+    // Depth-first from every stream over "is written by a pump that reads"; a stream met
+    // again on the current path closes a circle.
+    fn visit<'a>(
+        stream: &'a str,
+        writers: &BTreeMap<&'a str, Vec<&'a PumpPlan>>,
+        path: &mut Vec<(&'a str, &'a str)>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<(String, String)> {
+        if let Some(start) = path.iter().position(|(s, _)| *s == stream) {
+            // The path runs target → source; the circle reads better source → target.
+            // Each entry is a stream and the pump writing it, which reads the entry
+            // before it in data order: reversed, the path is the data's way round.
+            let mut circle = format!("\"{stream}\"");
+            let mut last = "";
+            for (s, p) in path[start..].iter().rev() {
+                circle.push_str(&format!(" → pump \"{p}\" → \"{s}\""));
+                last = p;
+            }
+            return Some((circle, last.to_string()));
+        }
+        if !done.insert(stream) {
+            return None;
+        }
+        for p in writers.get(stream).into_iter().flatten() {
+            path.push((stream, p.name.as_str()));
+            let found = visit(p.source.as_str(), writers, path, done);
+            path.pop();
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+    let mut done = BTreeSet::new();
+    for p in pumps {
+        let mut path = Vec::new();
+        if let Some((circle, pump)) = visit(p.target.as_str(), &writers, &mut path, &mut done) {
+            // Generated pumps (`P#...`) belong to the statement of pump P.
+            let base = pump.split('#').next().unwrap_or(&pump);
+            let at = locations.get(base).copied().unwrap_or(Location { line: 1, column: 1 });
+            return Err(SluiceError::Sql {
+                line: at.line,
+                column: at.column,
+                message: format!(
+                    "pumps form a cycle, so no row could ever flow through it: {circle}; \
+                     a pump must not read, directly or through other pumps, the stream it writes"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Plans one query into a DataFusion logical plan, analysed (types coerced).
@@ -448,6 +584,14 @@ fn plan_pump(p: &PumpStatement, catalog: &Catalog, streams: &[StreamDecl]) -> Re
     let max_chars = target.columns.iter().map(|c| c.sql_type.max_chars()).collect();
     let mut ops = lowered.ops;
     if let Some(column) = rowtime_override {
+        let given = query_fields[column].data_type();
+        if !matches!(given, datafusion::arrow::datatypes::DataType::Timestamp(_, _)) {
+            return Err(at.error(format!(
+                "`... AS ROWTIME` sets each row's time, so it needs a TIMESTAMP expression; this one is {}: \
+                 convert it first, e.g. CHAR_TO_TIMESTAMP('yyyy-MM-dd HH:mm:ss', x) AS ROWTIME",
+                crate::types::sql_name_of(given)
+            )));
+        }
         ops.push(Box::new(crate::operators::rowtime_override::RowtimeOverrideOp::new(
             column,
         )));
@@ -480,6 +624,57 @@ fn rowtime_override(plan: &LogicalPlan) -> Option<usize> {
     })
 }
 
+/// DataFusion's message in the dialect's words: without the error kind's prefix, the
+/// request for a bug report (the user's typo is not DataFusion's bug), and Rust debug
+/// dumps of syntax nodes, which become the text the user wrote. Returns the position of
+/// the token a dump named, if any.
+fn tidy_message(raw: &str) -> (String, Option<(u64, u64)>) {
+    use std::sync::LazyLock;
+    static IDENT: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(
+            r#"Identifier\(Ident \{ value: "((?:[^"\\]|\\.)*)", quote_style: (None|Some\('(.)'\)), span: Span\(Location\((\d+),\s*(\d+)\)\.\.Location\(\d+,\s*\d+\)\) \}\)"#,
+        )
+        .expect("a valid pattern")
+    });
+    static BUG_REPORT: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"(?s)\.?\s*This issue was likely caused by a bug in DataFusion's code.*")
+            .expect("a valid pattern")
+    });
+    let mut message = raw.to_string();
+    for prefix in [
+        "Error during planning: ",
+        "Execution error: ",
+        "Schema error: ",
+        "Internal error: ",
+        "Optimizer rule ",
+    ] {
+        message = message.replace(prefix, "");
+    }
+    message = BUG_REPORT.replace(&message, "").into_owned();
+    let mut token_at = None;
+    if let Some(c) = IDENT.captures(&message) {
+        let (l, col) = (c[4].parse().unwrap_or(0), c[5].parse().unwrap_or(0));
+        if l > 0 {
+            token_at = Some((l, col));
+        }
+    }
+    message = IDENT
+        .replace_all(&message, |c: &regex::Captures| match c.get(3) {
+            Some(q) => format!("{0}{1}{0}", q.as_str(), &c[1]),
+            None => c[1].to_string(),
+        })
+        .into_owned();
+    if message.contains("Unsupported interval argument") || message.contains("INTERVAL expression cannot be") {
+        let found = message.rsplit(": ").next().unwrap_or_default().trim().to_string();
+        let found = found
+            .strip_prefix("INTERVAL expression cannot be ")
+            .unwrap_or(&found)
+            .to_string();
+        message = format!("INTERVAL needs a quoted number and a unit, such as INTERVAL '10' SECOND; found {found}");
+    }
+    (message, token_at)
+}
+
 /// A DataFusion planning error as a positioned SQL error: DataFusion's diagnostic span
 /// when it has one, else the statement's start.
 fn df_error(e: DataFusionError, at: Location) -> SluiceError {
@@ -489,7 +684,12 @@ fn df_error(e: DataFusionError, at: Location) -> SluiceError {
         .map(|s| (s.start.line, s.start.column))
         .filter(|(l, _)| *l > 0)
         .unwrap_or((at.line, at.column));
-    let message = e.strip_backtrace().replace("Error during planning: ", "");
+    let (message, token_at) = tidy_message(&e.strip_backtrace());
+    // A token named in the message is the finest position there is.
+    let (line, column) = match token_at {
+        Some(t) if (line, column) == (at.line, at.column) => t,
+        _ => (line, column),
+    };
     if let Some(name) = message
         .split("Invalid function '")
         .nth(1)
@@ -509,4 +709,32 @@ fn df_error(e: DataFusionError, at: Location) -> SluiceError {
         };
     }
     SluiceError::Sql { line, column, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tidy_message;
+
+    #[test]
+    fn messages_lose_debug_dumps_and_bug_report_requests() {
+        let (m, at) = tidy_message(
+            "This feature is not implemented: Unsupported interval argument. Expected string literal or number, \
+             got: Identifier(Ident { value: \"MINUTE\", quote_style: None, span: Span(Location(55,40)..Location(55,46)) })",
+        );
+        assert_eq!(
+            m,
+            "INTERVAL needs a quoted number and a unit, such as INTERVAL '10' SECOND; found MINUTE"
+        );
+        assert_eq!(at, Some((55, 40)));
+        let (m, _) = tidy_message(
+            "Internal error: Function 'avg' failed to match any signature.\nThis issue was likely caused by a bug \
+             in DataFusion's code. Please help us to resolve this by filing a bug report in our issue tracker: \
+             https://github.com/apache/datafusion/issues",
+        );
+        assert_eq!(m, "Function 'avg' failed to match any signature");
+        let (m, _) = tidy_message(
+            "No field named x: Identifier(Ident { value: \"x\", quote_style: Some('\"'), span: Span(Location(2,3)..Location(2,6)) })",
+        );
+        assert_eq!(m, "No field named x: \"x\"");
+    }
 }

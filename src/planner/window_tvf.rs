@@ -298,11 +298,22 @@ fn kind_of(function: &str, lengths: &HashMap<&'static str, i64>, at: At) -> Resu
             size: positive("SIZE")?,
             offset: get("OFFSET"),
         },
-        "HOP" => WindowKind::Hop {
-            slide: positive("SLIDE")?,
-            size: positive("SIZE")?,
-            offset: get("OFFSET"),
-        },
+        "HOP" => {
+            let (slide, size) = (positive("SLIDE")?, positive("SIZE")?);
+            // Rows between two windows would belong to none and look late; a window that
+            // leaves gaps samples the stream, which is not what HOP is for.
+            if slide > size {
+                return Err(at.error(format!(
+                    "HOP SLIDE ({slide} ms) must not be longer than SIZE ({size} ms): the rows between \
+                     two windows would belong to no window"
+                )));
+            }
+            WindowKind::Hop {
+                slide,
+                size,
+                offset: get("OFFSET"),
+            }
+        }
         "CUMULATE" => {
             let (step, max_size) = (positive("STEP")?, positive("MAX_SIZE")?);
             if max_size % step != 0 {

@@ -64,6 +64,40 @@ fn source_for(spec: &SourceSpec) -> Result<Box<dyn Source>> {
     })
 }
 
+/// Says at start what each input's ROWTIME is, so a user who meant event time and forgot
+/// `[inputs.event_time]` learns it before windows close on the wrong clock.
+fn announce_time(stream: &str, event_time: Option<&crate::app::EventTimeSpec>, time: &crate::engine::TimeMode) {
+    match (event_time, time) {
+        (Some(e), _) => tracing::info!(
+            input = stream,
+            "ROWTIME is event time from column {} (watermark {} ms behind the newest; later rows are late{})",
+            e.column,
+            e.max_delay_ms,
+            e.late_stream
+                .as_deref()
+                .map(|s| format!(" and go to \"{s}\""))
+                .unwrap_or_else(|| " and go to error_stream".into())
+        ),
+        (None, crate::engine::TimeMode::Recorded { .. }) => {
+            tracing::debug!(input = stream, "ROWTIME comes from the recording")
+        }
+        (None, _) => tracing::info!(
+            input = stream,
+            "ROWTIME is the ingest clock; to run on a time column of the records, set [inputs.event_time] column = \"...\""
+        ),
+    }
+}
+
+/// Aborts every task and waits until each has ended. Aborting only asks: a task running
+/// on another thread (a RocksDB write in the checkpoint coordinator) goes on until its
+/// next await, and the process exiting on the error meanwhile tears RocksDB down under
+/// it (SIGABRT, SIGSEGV). Once every task has ended, their handles on the state store
+/// are dropped and RocksDB closes cleanly before the error reaches the caller.
+async fn stop_every_task(tasks: &mut tokio::task::JoinSet<Result<()>>) {
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+}
+
 /// Runs `app` until every input has ended (or Ctrl-C / `shutdown`), returning the rows
 /// of the collected outputs.
 pub async fn run_app(app: &AppSpec, options: RunOptions) -> Result<RunOutput> {
@@ -363,9 +397,10 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
                 restored.id,
                 Arc::clone(&metrics),
             );
-            if exactly_once {
-                coordinator.commit_final();
-            }
+            // A finished run's last checkpoint covers its end, in both delivery modes: a
+            // restart after a clean finish then resumes there instead of publishing again
+            // every result since the last periodic checkpoint.
+            coordinator.commit_final();
             tasks.spawn(coordinator.run());
             Some(handle)
         }
@@ -408,6 +443,7 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
             Arc::clone(&metrics),
         )
         .with_preprocessor(preprocessors.next().flatten());
+        announce_time(&names[0], input.event_time.as_ref(), &options.time);
         let ctx = match &input.event_time {
             Some(spec) => {
                 let late = spec.late_stream.as_deref().map(&mut writer_for);
@@ -444,11 +480,11 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
         match joined {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tasks.abort_all();
+                stop_every_task(&mut tasks).await;
                 return Err(e);
             }
             Err(e) => {
-                tasks.abort_all();
+                stop_every_task(&mut tasks).await;
                 return Err(SluiceError::runtime(format!("a task failed: {e}")));
             }
         }

@@ -66,7 +66,7 @@ pub struct Coordinator {
     /// Where each commit's duration, sizes and id are recorded.
     metrics: Arc<Metrics>,
     committed: watch::Sender<u64>,
-    /// Commit the final parts when every participant has finished (exactly-once mode).
+    /// Commit the final parts when every participant has finished.
     commit_final: bool,
 }
 
@@ -105,8 +105,9 @@ impl Coordinator {
     }
 
     /// When every participant has finished, commit their final parts as one more
-    /// checkpoint. Exactly-once sinks hold their last rows back until then; without it a
-    /// finished run keeps its last periodic checkpoint (the at-least-once default).
+    /// checkpoint. Exactly-once sinks hold their last rows back until then; in both modes
+    /// a restart after a clean finish resumes from the end. Without it a finished run
+    /// keeps its last periodic checkpoint.
     pub fn commit_final(&mut self) {
         self.commit_final = true;
     }

@@ -7,6 +7,8 @@ mod cli;
 mod conformance;
 mod demo;
 mod event_time;
+mod fuzz;
+mod hostile_input;
 mod kinesis;
 mod metrics_http;
 mod ordering;
@@ -110,4 +112,39 @@ pub fn run_keyed(
     let options = sluice::engine::RunOptions::new(sluice::engine::TimeMode::Recorded { flush_at: None });
     let mut out = rt.block_on(sluice::engine::run(&app, options)).expect("streaming run");
     out.streams.remove("OUT").unwrap_or_default()
+}
+
+/// How one run of a crash test ended.
+pub enum CrashRun {
+    /// Killed after a checkpoint of its own had committed.
+    KilledAfterCheckpoint,
+    /// Finished before it could be killed.
+    Finished,
+}
+
+/// Runs `app` and kills it (aborts its task, as a crash would stop it) a random
+/// `0..jitter_ms` after the run's first own checkpoint commits, so every kill has
+/// something to resume from however loaded the machine is: the test makes its
+/// opportunity instead of hoping a fixed delay gives one.
+pub async fn run_and_kill_after_checkpoint(
+    app: &AppSpec,
+    mut options: sluice::engine::RunOptions,
+    rng: &mut impl rand::Rng,
+    jitter_ms: u64,
+) -> CrashRun {
+    let metrics = std::sync::Arc::new(sluice::runtime::metrics::Metrics::new("crash-test"));
+    options.metrics = Some(std::sync::Arc::clone(&metrics));
+    let (spec, opts) = (app.clone(), options);
+    let run = tokio::spawn(async move { sluice::engine::run(&spec, opts).await });
+    while metrics.checkpoint_age().is_none() && !run.is_finished() {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(rng.random_range(0..jitter_ms.max(1)))).await;
+    if run.is_finished() {
+        run.await.unwrap().unwrap();
+        return CrashRun::Finished;
+    }
+    run.abort();
+    let _ = run.await;
+    CrashRun::KilledAfterCheckpoint
 }

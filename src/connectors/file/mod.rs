@@ -139,6 +139,18 @@ pub async fn file_sink(
                 .open(path)
                 .await
                 .map_err(|e| io_error(path, e))?;
+            // Cutting back a file that is shorter than the checkpoint says would pad it
+            // with NUL bytes and lose the rows that were there: it was truncated or
+            // replaced while the application was down, so the state no longer describes it.
+            let found = file.metadata().await.map_err(|e| io_error(path, e))?.len();
+            if found < len {
+                return Err(SluiceError::config(format!(
+                    "output file {} has {found} bytes, but the checkpoint to resume from says it had {len}: \
+                     it was truncated, replaced or deleted while the application was down. Put the file \
+                     back, or run with --fresh to discard the state and write the output from the beginning",
+                    path.display()
+                )));
+            }
             file.set_len(len).await.map_err(|e| io_error(path, e))?;
             let mut file = file;
             tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::End(0))
@@ -152,4 +164,33 @@ pub async fn file_sink(
     sink.written = length.unwrap_or(0);
     sink.rewindable = true;
     Ok(sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_resumed_output_is_cut_back_but_a_shorter_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        std::fs::write(&path, vec![b'x'; 200]).unwrap();
+        let checkpointed = 100u64.to_le_bytes();
+        drop(file_sink(&path, OutputFormat::Json, Some(&checkpointed)).await.unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), vec![b'x'; 100]);
+
+        // Truncated while the application was down: refused, and the file is untouched.
+        std::fs::write(&path, b"short").unwrap();
+        let err = file_sink(&path, OutputFormat::Json, Some(&checkpointed))
+            .await
+            .err()
+            .expect("a file shorter than its checkpoint is refused")
+            .to_string();
+        assert!(err.contains("has 5 bytes") && err.contains("--fresh"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"short");
+
+        // Deleted: the same.
+        std::fs::remove_file(&path).unwrap();
+        assert!(file_sink(&path, OutputFormat::Json, Some(&checkpointed)).await.is_err());
+    }
 }

@@ -17,8 +17,20 @@ impl Source for StdinSource {
             let mut lines = BufReader::new(tokio::io::stdin()).lines();
             let mut tick = tokio::time::interval(ctx.bound_interval().unwrap_or(std::time::Duration::from_secs(3600)));
             let mut batch = Vec::with_capacity(BATCH_RECORDS);
+            // A stop (Ctrl-C) ends the input as its end would, even while a read waits for
+            // a line that may never come.
+            let mut stop = ctx.shutdown.clone();
+            let mut watching = true;
             loop {
+                if *stop.borrow() {
+                    break;
+                }
                 tokio::select! {
+                    changed = stop.changed(), if watching => {
+                        if changed.is_err() {
+                            watching = false;
+                        }
+                    }
                     line = lines.next_line() => {
                         match line.map_err(|e| SluiceError::runtime(format!("reading stdin: {e}")))? {
                             Some(l) if l.trim().is_empty() => {}
