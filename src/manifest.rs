@@ -1930,6 +1930,41 @@ stream = "error_stream"
     }
 
     #[test]
+    fn describe_application_inputs_have_the_implicit_envelope_columns() {
+        let mut json = describe_json();
+        let detail = json.get_mut("ApplicationDetail").unwrap();
+        // Planning loads reference data: leave the S3 table out.
+        detail
+            .as_object_mut()
+            .unwrap()
+            .remove("ReferenceDataSourceDescriptions");
+        detail["ApplicationCode"] = Json::String(
+            "CREATE OR REPLACE STREAM \"ALERT_STREAM\" (RIDE_ID VARCHAR(16), PK VARCHAR(256), SEQ VARCHAR(128), SHARD VARCHAR(128));\n\
+             CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"ALERT_STREAM\" SELECT STREAM RIDE_ID, PARTITION_KEY, SEQUENCE_NUMBER, SHARD_ID FROM \"SOURCE_SQL_STREAM_001\";\n\
+             CREATE OR REPLACE STREAM \"COPY\" (RIDE_ID VARCHAR(16), EVENT_TYPE VARCHAR(16), \"fare\" REAL);\n\
+             CREATE OR REPLACE PUMP \"C\" AS INSERT INTO \"COPY\" SELECT STREAM * FROM \"SOURCE_SQL_STREAM_001\";\n"
+                .into(),
+        );
+        let app = from_describe_application(&json, Path::new(".")).unwrap();
+        let plan = crate::planner::plan_application(&app).unwrap();
+        let input = plan.stream("SOURCE_SQL_STREAM_001").unwrap();
+        let names: Vec<&str> = input.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "RIDE_ID",
+                "EVENT_TYPE",
+                "fare",
+                "PARTITION_KEY",
+                "SEQUENCE_NUMBER",
+                "SHARD_ID",
+                "APPROXIMATE_ARRIVAL_TIME",
+                "ROWTIME"
+            ]
+        );
+    }
+
+    #[test]
     fn describe_application_v2_shape_is_accepted() {
         let json = serde_json::json!({"ApplicationDetail": {
             "ApplicationName": "v2app",

@@ -34,6 +34,9 @@ struct RecordedLine<'a> {
     partition_key: Option<String>,
     #[serde(default)]
     sequence_number: Option<String>,
+    /// The shard a recorded Kinesis record came from (the SHARD_ID column).
+    #[serde(default)]
+    shard_id: Option<String>,
 }
 
 /// Parses one recording line into a record. A JSON string payload (a CSV record) is
@@ -59,7 +62,7 @@ pub fn parse_recorded_line(line: &str) -> std::result::Result<RawRecord, String>
         arrival,
         partition_key: rec.partition_key,
         sequence_number: rec.sequence_number,
-        shard_id: None,
+        shard_id: rec.shard_id.map(std::sync::Arc::from),
     })
 }
 
