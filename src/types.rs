@@ -110,7 +110,9 @@ impl SqlType {
             "INTEGER" | "INT" => SqlType::Integer,
             "BIGINT" => SqlType::BigInt,
             "DECIMAL" | "DEC" | "NUMERIC" => {
-                let precision = num(0, 19)?.clamp(1, 38) as u8;
+                // KDA's defaults: precision 18, scale 0 (SQL reference, "Numeric Types
+                // and Precision").
+                let precision = num(0, 18)?.clamp(1, 38) as u8;
                 let scale = num(1, 0)? as i8;
                 SqlType::Decimal { precision, scale }
             }
@@ -225,6 +227,15 @@ mod tests {
         assert_eq!(SqlType::parse("double precision").unwrap(), SqlType::Double);
         assert_eq!(SqlType::parse("INT").unwrap(), SqlType::Integer);
         assert!(SqlType::parse("BLOB").is_err());
+    }
+
+    #[test]
+    fn decimal_defaults_are_kdas() {
+        let d = |p, s| SqlType::Decimal { precision: p, scale: s };
+        assert_eq!(SqlType::parse("DECIMAL").unwrap(), d(18, 0));
+        assert_eq!(SqlType::parse("numeric").unwrap(), d(18, 0));
+        assert_eq!(SqlType::parse("DEC(7)").unwrap(), d(7, 0));
+        assert_eq!(SqlType::parse("NUMERIC(9, 4)").unwrap(), d(9, 4));
     }
 
     #[test]

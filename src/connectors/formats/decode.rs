@@ -1256,7 +1256,19 @@ mod tests {
         assert_eq!(one("DECIMAL(5,2)", "\"-7.25\""), Ok("-7.25".into()));
         assert_eq!(one("DECIMAL(5,2)", "true"), Ok("1.00".into()));
         assert_eq!(one("DECIMAL(5,2)", "1234.5"), Err("CoercionError".into()));
-        assert_eq!(one("DECIMAL(5,2)", "1.234"), Err("CoercionError".into()));
+        // Digits beyond the scale are rounded (half away from zero), JSON and CSV alike.
+        assert_eq!(one("DECIMAL(5,2)", "1.235"), Ok("1.24".into()));
+        assert_eq!(one("DECIMAL(5,2)", "\"1.234\""), Ok("1.23".into()));
+        assert_eq!(one("DECIMAL", "12.99"), Ok("13".into()));
+        assert_eq!(one("NUMERIC(4)", "-12.5"), Ok("-13".into()));
+        assert_eq!(one("DEC", "0.49"), Ok("0".into()));
+        assert_eq!(one("DECIMAL(5,2)", "999.995"), Err("CoercionError".into()));
+        let csv = RecordDecoder::new(&csv_schema("\n", ",", &[("P", "DECIMAL"), ("Q", "DECIMAL(6,1)")]), "S")
+            .unwrap()
+            .decode(&[rec("12.99,3.14159\n-7.5,2.25")], 0);
+        assert!(csv.errors.is_empty(), "{:?}", csv.errors);
+        assert_eq!(vals(&csv.batch, "P"), ["13", "-8"]);
+        assert_eq!(vals(&csv.batch, "Q"), ["3.1", "2.3"]);
         let out = decode_json(&[("D", "DECIMAL(5,2)", "$.v")], &["{\"v\": 9.99}"]);
         let d = out.batch.column(0).as_any().downcast_ref::<Decimal128Array>().unwrap();
         assert_eq!((d.value(0), d.precision(), d.scale()), (999, 5, 2));
