@@ -186,6 +186,9 @@ struct ManifestSource {
     /// Enhanced fan-out through this stream consumer (registered if missing).
     #[serde(default)]
     efo_consumer: Option<String>,
+    /// file, recorded: lines at the start that are no records (a CSV header).
+    #[serde(default)]
+    skip_header_lines: Option<u64>,
 }
 
 /// How to reach a Kinesis stream (inputs and outputs). Not flattened into both with
@@ -448,6 +451,7 @@ impl ManifestDestination {
 /// [inputs.source]
 /// kind = "file"                        # file | recorded | stdin | generator | kinesis | firehose
 /// path = "input.jsonl"                 # file, recorded
+/// # skip_header_lines = 1              # file, recorded: leading lines that are no records
 /// # rate = 10, seed = 42, limit = 1000 # generator
 /// # name = "rides", arn = "arn:..."    # kinesis, firehose: not supported in this build
 /// # [inputs.event_time]                # ROWTIME from the data instead of the ingest clock
@@ -847,6 +851,9 @@ fn manifest_source(s: &ManifestSource, base_dir: &Path) -> std::result::Result<S
         ("limit", s.limit.is_some()),
     ];
     let remote = [("name", s.name.is_some()), ("arn", s.arn.is_some())];
+    if !matches!(kind.as_str(), "file" | "recorded") {
+        not_for_kind(&kind, &[("skip_header_lines", s.skip_header_lines.is_some())])?;
+    }
     match kind.as_str() {
         "file" | "recorded" => {
             not_for_kind(&kind, &generator)?;
@@ -856,10 +863,17 @@ fn manifest_source(s: &ManifestSource, base_dir: &Path) -> std::result::Result<S
                     .as_deref()
                     .ok_or_else(|| format!("kind = \"{kind}\" needs `path`"))?,
             );
+            let skip_header_lines = s.skip_header_lines.unwrap_or(0);
             Ok(if kind == "file" {
-                SourceSpec::File { path: p }
+                SourceSpec::File {
+                    path: p,
+                    skip_header_lines,
+                }
             } else {
-                SourceSpec::Recorded { path: p }
+                SourceSpec::Recorded {
+                    path: p,
+                    skip_header_lines,
+                }
             })
         }
         "stdin" => {
@@ -1683,7 +1697,8 @@ stream = "error_stream"
         assert_eq!(
             rides.source,
             SourceSpec::File {
-                path: base.join("rides.jsonl")
+                path: base.join("rides.jsonl"),
+                skip_header_lines: 0,
             }
         );
 
@@ -1755,7 +1770,8 @@ stream = "error_stream"
         assert_eq!(
             app.inputs[0].source,
             SourceSpec::File {
-                path: dir.path().join("rides.jsonl")
+                path: dir.path().join("rides.jsonl"),
+                skip_header_lines: 0,
             }
         );
 
@@ -1786,6 +1802,28 @@ stream = "error_stream"
         .unwrap_err()
         .to_string();
         assert!(err.contains("`rate` is not a setting of kind = \"file\""), "{err}");
+        let app = parse_manifest(
+            "code_text = \"x\"\n[[inputs]]\n[inputs.schema]\nrecord_format = \"CSV\"\ncolumns = []\n[inputs.source]\nkind = \"file\"\npath = \"a.csv\"\nskip_header_lines = 1\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert!(matches!(
+            app.inputs[0].source,
+            SourceSpec::File {
+                skip_header_lines: 1,
+                ..
+            }
+        ));
+        let err = parse_manifest(
+            "code_text = \"x\"\n[[inputs]]\n[inputs.schema]\nrecord_format = \"CSV\"\ncolumns = []\n[inputs.source]\nkind = \"stdin\"\nskip_header_lines = 1\n",
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`skip_header_lines` is not a setting of kind = \"stdin\""),
+            "{err}"
+        );
         let err = parse_manifest(
             "code_text = \"x\"\n[[inputs]]\n[inputs.schema]\nrecord_format = \"XML\"\ncolumns = []\n[inputs.source]\nkind = \"stdin\"\n",
             Path::new("."),
@@ -2042,7 +2080,8 @@ path = "errors.jsonl"
         assert_eq!(
             app.inputs[0].source,
             SourceSpec::File {
-                path: dir.path().join("events.jsonl")
+                path: dir.path().join("events.jsonl"),
+                skip_header_lines: 0,
             }
         );
         // The exported schema is kept.

@@ -7,6 +7,7 @@ mod cli;
 mod conformance;
 mod demo;
 mod event_time;
+mod file_input;
 mod kinesis;
 mod metrics_http;
 mod ordering;
@@ -54,6 +55,7 @@ pub fn recorded_app(sql: &str, columns: &[(&str, &str, &str)], path: &Path, outp
             },
             source: SourceSpec::Recorded {
                 path: path.to_path_buf(),
+                skip_header_lines: 0,
             },
         }],
         references: vec![],
