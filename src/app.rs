@@ -99,11 +99,15 @@ pub enum SourceSpec {
     /// Newline-delimited records read from a file.
     File {
         path: PathBuf,
+        /// Lines at the start that are no records (a CSV header line).
+        skip_header_lines: u64,
     },
     /// A recording in the conformance format: one JSON object per line with `rowtime`,
     /// optional `arrival`, and `data`. ROWTIMEs come from the recording.
     Recorded {
         path: PathBuf,
+        /// Recorded records at the start to skip (a CSV header recorded as a record).
+        skip_header_lines: u64,
     },
     Stdin,
     /// The built-in ride-events generator.

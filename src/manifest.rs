@@ -186,6 +186,9 @@ struct ManifestSource {
     /// Enhanced fan-out through this stream consumer (registered if missing).
     #[serde(default)]
     efo_consumer: Option<String>,
+    /// file, recorded: lines at the start that are no records (a CSV header).
+    #[serde(default)]
+    skip_header_lines: Option<u64>,
 }
 
 /// How to reach a Kinesis stream (inputs and outputs). Not flattened into both with
@@ -448,6 +451,7 @@ impl ManifestDestination {
 /// [inputs.source]
 /// kind = "file"                        # file | recorded | stdin | generator | kinesis | firehose
 /// path = "input.jsonl"                 # file, recorded
+/// # skip_header_lines = 1              # file, recorded: leading lines that are no records
 /// # rate = 10, seed = 42, limit = 1000 # generator
 /// # name = "rides", arn = "arn:..."    # kinesis, firehose: not supported in this build
 /// # [inputs.event_time]                # ROWTIME from the data instead of the ingest clock
@@ -847,6 +851,9 @@ fn manifest_source(s: &ManifestSource, base_dir: &Path) -> std::result::Result<S
         ("limit", s.limit.is_some()),
     ];
     let remote = [("name", s.name.is_some()), ("arn", s.arn.is_some())];
+    if !matches!(kind.as_str(), "file" | "recorded") {
+        not_for_kind(&kind, &[("skip_header_lines", s.skip_header_lines.is_some())])?;
+    }
     match kind.as_str() {
         "file" | "recorded" => {
             not_for_kind(&kind, &generator)?;
@@ -856,10 +863,17 @@ fn manifest_source(s: &ManifestSource, base_dir: &Path) -> std::result::Result<S
                     .as_deref()
                     .ok_or_else(|| format!("kind = \"{kind}\" needs `path`"))?,
             );
+            let skip_header_lines = s.skip_header_lines.unwrap_or(0);
             Ok(if kind == "file" {
-                SourceSpec::File { path: p }
+                SourceSpec::File {
+                    path: p,
+                    skip_header_lines,
+                }
             } else {
-                SourceSpec::Recorded { path: p }
+                SourceSpec::Recorded {
+                    path: p,
+                    skip_header_lines,
+                }
             })
         }
         "stdin" => {
@@ -1683,7 +1697,8 @@ stream = "error_stream"
         assert_eq!(
             rides.source,
             SourceSpec::File {
-                path: base.join("rides.jsonl")
+                path: base.join("rides.jsonl"),
+                skip_header_lines: 0,
             }
         );
 
@@ -1755,7 +1770,8 @@ stream = "error_stream"
         assert_eq!(
             app.inputs[0].source,
             SourceSpec::File {
-                path: dir.path().join("rides.jsonl")
+                path: dir.path().join("rides.jsonl"),
+                skip_header_lines: 0,
             }
         );
 
@@ -1786,6 +1802,28 @@ stream = "error_stream"
         .unwrap_err()
         .to_string();
         assert!(err.contains("`rate` is not a setting of kind = \"file\""), "{err}");
+        let app = parse_manifest(
+            "code_text = \"x\"\n[[inputs]]\n[inputs.schema]\nrecord_format = \"CSV\"\ncolumns = []\n[inputs.source]\nkind = \"file\"\npath = \"a.csv\"\nskip_header_lines = 1\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert!(matches!(
+            app.inputs[0].source,
+            SourceSpec::File {
+                skip_header_lines: 1,
+                ..
+            }
+        ));
+        let err = parse_manifest(
+            "code_text = \"x\"\n[[inputs]]\n[inputs.schema]\nrecord_format = \"CSV\"\ncolumns = []\n[inputs.source]\nkind = \"stdin\"\nskip_header_lines = 1\n",
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`skip_header_lines` is not a setting of kind = \"stdin\""),
+            "{err}"
+        );
         let err = parse_manifest(
             "code_text = \"x\"\n[[inputs]]\n[inputs.schema]\nrecord_format = \"XML\"\ncolumns = []\n[inputs.source]\nkind = \"stdin\"\n",
             Path::new("."),
@@ -1930,6 +1968,41 @@ stream = "error_stream"
     }
 
     #[test]
+    fn describe_application_inputs_have_the_implicit_envelope_columns() {
+        let mut json = describe_json();
+        let detail = json.get_mut("ApplicationDetail").unwrap();
+        // Planning loads reference data: leave the S3 table out.
+        detail
+            .as_object_mut()
+            .unwrap()
+            .remove("ReferenceDataSourceDescriptions");
+        detail["ApplicationCode"] = Json::String(
+            "CREATE OR REPLACE STREAM \"ALERT_STREAM\" (RIDE_ID VARCHAR(16), PK VARCHAR(256), SEQ VARCHAR(128), SHARD VARCHAR(128));\n\
+             CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"ALERT_STREAM\" SELECT STREAM RIDE_ID, PARTITION_KEY, SEQUENCE_NUMBER, SHARD_ID FROM \"SOURCE_SQL_STREAM_001\";\n\
+             CREATE OR REPLACE STREAM \"COPY\" (RIDE_ID VARCHAR(16), EVENT_TYPE VARCHAR(16), \"fare\" REAL);\n\
+             CREATE OR REPLACE PUMP \"C\" AS INSERT INTO \"COPY\" SELECT STREAM * FROM \"SOURCE_SQL_STREAM_001\";\n"
+                .into(),
+        );
+        let app = from_describe_application(&json, Path::new(".")).unwrap();
+        let plan = crate::planner::plan_application(&app).unwrap();
+        let input = plan.stream("SOURCE_SQL_STREAM_001").unwrap();
+        let names: Vec<&str> = input.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "RIDE_ID",
+                "EVENT_TYPE",
+                "fare",
+                "PARTITION_KEY",
+                "SEQUENCE_NUMBER",
+                "SHARD_ID",
+                "APPROXIMATE_ARRIVAL_TIME",
+                "ROWTIME"
+            ]
+        );
+    }
+
+    #[test]
     fn describe_application_v2_shape_is_accepted() {
         let json = serde_json::json!({"ApplicationDetail": {
             "ApplicationName": "v2app",
@@ -2007,7 +2080,8 @@ path = "errors.jsonl"
         assert_eq!(
             app.inputs[0].source,
             SourceSpec::File {
-                path: dir.path().join("events.jsonl")
+                path: dir.path().join("events.jsonl"),
+                skip_header_lines: 0,
             }
         );
         // The exported schema is kept.

@@ -13,6 +13,44 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 pub const ROWTIME: &str = "ROWTIME";
 /// The extra column of in-application input streams (the record's arrival time).
 pub const APPROXIMATE_ARRIVAL_TIME: &str = "APPROXIMATE_ARRIVAL_TIME";
+/// The Kinesis record envelope every in-application input stream carries besides its
+/// declared columns, as KDA's input streams do: NULL when the source has no such field.
+pub const PARTITION_KEY: &str = "PARTITION_KEY";
+pub const SEQUENCE_NUMBER: &str = "SEQUENCE_NUMBER";
+pub const SHARD_ID: &str = "SHARD_ID";
+
+/// The implicit envelope columns of an input stream with their types, in stream order.
+/// Lengths follow the Kinesis limits: a partition key has at most 256 characters, a shard
+/// id at most 128; sequence numbers are decimal strings (56 digits in practice).
+pub fn envelope_columns() -> [ColumnDef; 3] {
+    [
+        ColumnDef::new(PARTITION_KEY, SqlType::Varchar(256)),
+        ColumnDef::new(SEQUENCE_NUMBER, SqlType::Varchar(128)),
+        ColumnDef::new(SHARD_ID, SqlType::Varchar(128)),
+    ]
+}
+
+/// Whether `name` is one of the implicit columns of an input stream (ROWTIME,
+/// APPROXIMATE_ARRIVAL_TIME or an envelope column).
+pub fn is_implicit_input_column(name: &str) -> bool {
+    matches!(
+        name,
+        ROWTIME | APPROXIMATE_ARRIVAL_TIME | PARTITION_KEY | SEQUENCE_NUMBER | SHARD_ID
+    )
+}
+
+/// The columns of an in-application input stream before APPROXIMATE_ARRIVAL_TIME and
+/// ROWTIME: the declared ones, then each envelope column the schema does not declare
+/// itself (a declared column of the same name wins).
+pub fn input_stream_columns(declared: &[ColumnDef]) -> Vec<ColumnDef> {
+    let mut columns = declared.to_vec();
+    columns.extend(
+        envelope_columns()
+            .into_iter()
+            .filter(|e| !declared.iter().any(|d| d.name == e.name)),
+    );
+    columns
+}
 
 /// The Arrow type of ROWTIME and of every TIMESTAMP column.
 pub const TIMESTAMP_TYPE: DataType = DataType::Timestamp(TimeUnit::Millisecond, None);
@@ -72,7 +110,9 @@ impl SqlType {
             "INTEGER" | "INT" => SqlType::Integer,
             "BIGINT" => SqlType::BigInt,
             "DECIMAL" | "DEC" | "NUMERIC" => {
-                let precision = num(0, 19)?.clamp(1, 38) as u8;
+                // KDA's defaults: precision 18, scale 0 (SQL reference, "Numeric Types
+                // and Precision").
+                let precision = num(0, 18)?.clamp(1, 38) as u8;
                 let scale = num(1, 0)? as i8;
                 SqlType::Decimal { precision, scale }
             }
@@ -210,5 +250,35 @@ mod tests {
         assert_eq!(SqlType::parse("double precision").unwrap(), SqlType::Double);
         assert_eq!(SqlType::parse("INT").unwrap(), SqlType::Integer);
         assert!(SqlType::parse("BLOB").is_err());
+    }
+
+    #[test]
+    fn decimal_defaults_are_kdas() {
+        let d = |p, s| SqlType::Decimal { precision: p, scale: s };
+        assert_eq!(SqlType::parse("DECIMAL").unwrap(), d(18, 0));
+        assert_eq!(SqlType::parse("numeric").unwrap(), d(18, 0));
+        assert_eq!(SqlType::parse("DEC(7)").unwrap(), d(7, 0));
+        assert_eq!(SqlType::parse("NUMERIC(9, 4)").unwrap(), d(9, 4));
+    }
+
+    #[test]
+    fn input_streams_add_the_envelope_columns_not_declared() {
+        let names = |cols: Vec<ColumnDef>| cols.into_iter().map(|c| c.name).collect::<Vec<_>>();
+        let declared = [ColumnDef::new("A", SqlType::Integer)];
+        assert_eq!(
+            names(input_stream_columns(&declared)),
+            ["A", PARTITION_KEY, SEQUENCE_NUMBER, SHARD_ID]
+        );
+        // A declared column of the same name wins, and keeps its place and type.
+        let declared = [
+            ColumnDef::new(SHARD_ID, SqlType::Integer),
+            ColumnDef::new("A", SqlType::Integer),
+        ];
+        let cols = input_stream_columns(&declared);
+        assert_eq!(names(cols.clone()), [SHARD_ID, "A", PARTITION_KEY, SEQUENCE_NUMBER]);
+        assert_eq!(cols[0].sql_type, SqlType::Integer);
+        // Names are exact: a lower-case declared column is another column.
+        let declared = [ColumnDef::new("shard_id", SqlType::Varchar(8))];
+        assert_eq!(input_stream_columns(&declared).len(), 4);
     }
 }

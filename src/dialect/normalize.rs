@@ -5,10 +5,10 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CastKind, CeilFloorKind, CharacterLength, DataType as SqlDataType, DateTimeField, Expr, Function,
-    FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, Interval, NamedWindowExpr,
-    ObjectName, OrderByExpr, OrderByOptions, Query, SetExpr, Value, ValueWithSpan, VisitMut, VisitorMut, WindowSpec,
-    WindowType,
+    BinaryOperator, CastKind, CeilFloorKind, CharacterLength, DataType as SqlDataType, DateTimeField, ExactNumberInfo,
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, Interval,
+    NamedWindowExpr, ObjectName, OrderByExpr, OrderByOptions, Query, SetExpr, Value, ValueWithSpan, VisitMut,
+    VisitorMut, WindowSpec, WindowType,
 };
 
 /// Rewrites a query (and its subqueries) in place.
@@ -189,6 +189,7 @@ fn rewrite_expr(expr: &mut Expr) -> Option<Expr> {
             array: false,
             format: None,
         } => {
+            kda_decimal_type(data_type);
             let (length, fixed) = character_type(data_type)?;
             let n = Expr::Value(Value::Number(length.to_string(), false).into());
             let fixed = Expr::Value(Value::Boolean(fixed).into());
@@ -305,6 +306,20 @@ fn interval_range(interval: &Interval) -> Option<Expr> {
         last_field: None,
         fractional_seconds_precision: None,
     }))
+}
+
+/// `DECIMAL`, `NUMERIC` and `DEC` with KDA's defaults spelled out: precision 18, scale 0
+/// (SQL reference, "Numeric Types and Precision"); DataFusion would make a bare DECIMAL
+/// DECIMAL(38,10) and does not know DEC.
+fn kda_decimal_type(t: &mut SqlDataType) {
+    if let SqlDataType::Decimal(info) | SqlDataType::Numeric(info) | SqlDataType::Dec(info) = t {
+        let info = match info {
+            ExactNumberInfo::None => ExactNumberInfo::PrecisionAndScale(18, 0),
+            ExactNumberInfo::Precision(p) => ExactNumberInfo::PrecisionAndScale(*p, 0),
+            ExactNumberInfo::PrecisionAndScale(p, s) => ExactNumberInfo::PrecisionAndScale(*p, *s),
+        };
+        *t = SqlDataType::Decimal(info);
+    }
 }
 
 /// The length of a character type (-1: none) and whether it is fixed (CHAR, padded).

@@ -30,7 +30,9 @@ use crate::dialect::{self, PumpStatement, Statement, normalize};
 use crate::error::{ERROR_STREAM, Result, SluiceError, error_stream_schema};
 use crate::operators::insert::InsertOp;
 use crate::operators::pipeline::Pipeline;
-use crate::types::{APPROXIMATE_ARRIVAL_TIME, ColumnDef, ROWTIME, stream_schema};
+use crate::types::{
+    APPROXIMATE_ARRIVAL_TIME, ColumnDef, ROWTIME, input_stream_columns, is_implicit_input_column, stream_schema,
+};
 use catalog::{Catalog, Relation, RelationKind};
 use lower::At;
 
@@ -153,7 +155,7 @@ fn plan_application_on_this_thread(app: &AppSpec) -> Result<ApplicationPlan> {
         // found the row late); the application selects from it like from the input.
         let late = input.event_time.as_ref().and_then(|e| e.late_stream.clone());
         for name in input.stream_names().into_iter().chain(late) {
-            let schema = stream_schema(&columns, true);
+            let schema = stream_schema(&input_stream_columns(&columns), true);
             declare(
                 &mut streams,
                 &mut catalog,
@@ -566,7 +568,7 @@ fn plan_pump(p: &PumpStatement, catalog: &Catalog, streams: &[StreamDecl]) -> Re
     };
     if query_columns.len() > target_columns.len() {
         // `SELECT STREAM *` also expands the implicit columns; KDA's `*` does not.
-        query_columns.retain(|&i| !matches!(query_fields[i].name().as_str(), ROWTIME | APPROXIMATE_ARRIVAL_TIME));
+        query_columns.retain(|&i| !is_implicit_query_column(&plan, i, streams));
     }
     if query_columns.len() != target_columns.len() {
         return Err(at.error(format!(
@@ -673,6 +675,46 @@ fn tidy_message(raw: &str) -> (String, Option<(u64, u64)>) {
         message = format!("INTERVAL needs a quoted number and a unit, such as INTERVAL '10' SECOND; found {found}");
     }
     (message, token_at)
+}
+
+/// Whether query column `i` is an implicit column that `SELECT STREAM *` expanded:
+/// ROWTIME, APPROXIMATE_ARRIVAL_TIME, or an envelope column (PARTITION_KEY, ...) of an
+/// input stream that does not declare that name itself, or of an internal stream that
+/// carried it over from one. A declared column of an envelope name is an ordinary column.
+pub(crate) fn is_implicit_query_column(plan: &LogicalPlan, i: usize, streams: &[StreamDecl]) -> bool {
+    let (qualifier, field) = plan.schema().qualified_field(i);
+    let name = field.name().as_str();
+    if matches!(name, ROWTIME | APPROXIMATE_ARRIVAL_TIME) {
+        return true;
+    }
+    let Some(qualifier) = qualifier.filter(|_| is_implicit_input_column(name)) else {
+        return false;
+    };
+    let relation = relation_behind_alias(plan, qualifier.table());
+    match streams.iter().find(|s| s.name == relation) {
+        Some(s) if s.kind == RelationKind::InputStream => !s.columns.iter().any(|c| c.name == name),
+        // Generated streams (`<pump>#...`) pass on the columns of what they read.
+        Some(s) => s.name.contains('#'),
+        None => false,
+    }
+}
+
+/// The stream or table a FROM alias (`FROM "SOURCE_SQL_STREAM_001" AS s`) names; the
+/// name itself when it is no alias.
+fn relation_behind_alias(plan: &LogicalPlan, alias: &str) -> String {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut relation = alias.to_string();
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::SubqueryAlias(a) = node
+            && a.alias.table() == alias
+            && let LogicalPlan::TableScan(scan) = a.input.as_ref()
+        {
+            relation = scan.table_name.table().to_string();
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    relation
 }
 
 /// A DataFusion planning error as a positioned SQL error: DataFusion's diagnostic span

@@ -388,11 +388,16 @@ pub fn plan_windows(
         fields.push(Field::new(WINDOW_START, TIMESTAMP_TYPE, true));
         fields.push(Field::new(WINDOW_END, TIMESTAMP_TYPE, true));
         // Late rows carry the input's declared columns (not the implicit
-        // APPROXIMATE_ARRIVAL_TIME), then their window.
+        // APPROXIMATE_ARRIVAL_TIME or envelope columns), then their window.
+        let implicit = |i: usize| {
+            i < plan.schema().fields().len()
+                && plan.schema().field(i).name() == input.field(i).name()
+                && super::is_implicit_query_column(&plan, i, streams)
+        };
         let late_keep: Vec<usize> = keep
             .iter()
             .copied()
-            .filter(|&i| input.field(i).name() != APPROXIMATE_ARRIVAL_TIME)
+            .filter(|&i| input.field(i).name() != APPROXIMATE_ARRIVAL_TIME && !implicit(i))
             .collect();
         let late_schema = {
             let mut late: Vec<Field> = late_keep

@@ -41,13 +41,21 @@ impl Drop for AbortOnDrop {
 
 fn source_for(spec: &SourceSpec) -> Result<Box<dyn Source>> {
     Ok(match spec {
-        SourceSpec::File { path } => Box::new(FileSource {
+        SourceSpec::File {
+            path,
+            skip_header_lines,
+        } => Box::new(FileSource {
             path: path.clone(),
             recorded: false,
+            skip_header_lines: *skip_header_lines,
         }),
-        SourceSpec::Recorded { path } => Box::new(FileSource {
+        SourceSpec::Recorded {
+            path,
+            skip_header_lines,
+        } => Box::new(FileSource {
             path: path.clone(),
             recorded: true,
+            skip_header_lines: *skip_header_lines,
         }),
         SourceSpec::Stdin => Box::new(StdinSource),
         SourceSpec::Generator { rate, seed, limit } => Box::new(GeneratorSource {

@@ -80,6 +80,9 @@ struct CaseInput {
     /// JSON RecordRowPath (default `$`).
     #[serde(default)]
     row_path: Option<String>,
+    /// Recorded records at the start that are no data (a CSV header), default 0.
+    #[serde(default)]
+    skip_header_lines: u64,
     columns: Vec<CaseColumn>,
 }
 
@@ -184,6 +187,7 @@ pub fn load_case(dir: &Path) -> Result<Case> {
             schema: RecordSchema { columns, format },
             source: SourceSpec::Recorded {
                 path: dir.join(&input.file),
+                skip_header_lines: input.skip_header_lines,
             },
         });
     }
@@ -393,7 +397,7 @@ mod tests {
             for input in &case.app.inputs {
                 assert_eq!(input.stream_names().len(), 1);
                 assert!(
-                    matches!(&input.source, SourceSpec::Recorded { path } if path.is_file()),
+                    matches!(&input.source, SourceSpec::Recorded { path, .. } if path.is_file()),
                     "{}",
                     case.name
                 );

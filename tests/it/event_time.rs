@@ -56,6 +56,7 @@ fn app(file: &std::path::Path, late_stream: Option<&str>, extra_sql: &str, outpu
     );
     app.inputs[0].source = SourceSpec::File {
         path: file.to_path_buf(),
+        skip_header_lines: 0,
     };
     app.inputs[0].event_time = Some(EventTimeSpec {
         column: "T".into(),

@@ -7,6 +7,7 @@ mod cli;
 mod conformance;
 mod demo;
 mod event_time;
+mod file_input;
 mod fuzz;
 mod hostile_input;
 mod kinesis;
@@ -56,6 +57,7 @@ pub fn recorded_app(sql: &str, columns: &[(&str, &str, &str)], path: &Path, outp
             },
             source: SourceSpec::Recorded {
                 path: path.to_path_buf(),
+                skip_header_lines: 0,
             },
         }],
         references: vec![],

@@ -228,6 +228,7 @@ fn lateness_keeps_windows_open_and_late_rows_go_to_the_late_stream_or_error_stre
     );
     app.inputs[0].source = SourceSpec::File {
         path: file.path().to_path_buf(),
+        skip_header_lines: 0,
     };
     app.inputs[0].event_time = Some(EventTimeSpec {
         column: "T".into(),

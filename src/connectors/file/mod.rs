@@ -34,6 +34,9 @@ struct RecordedLine<'a> {
     partition_key: Option<String>,
     #[serde(default)]
     sequence_number: Option<String>,
+    /// The shard a recorded Kinesis record came from (the SHARD_ID column).
+    #[serde(default)]
+    shard_id: Option<String>,
 }
 
 /// Parses one recording line into a record. A JSON string payload (a CSV record) is
@@ -59,14 +62,35 @@ pub fn parse_recorded_line(line: &str) -> std::result::Result<RawRecord, String>
         arrival,
         partition_key: rec.partition_key,
         sequence_number: rec.sequence_number,
-        shard_id: None,
+        shard_id: rec.shard_id.map(std::sync::Arc::from),
     })
+}
+
+/// The record a line of input holds: the line without its `\n` or `\r\n`, and, on the
+/// first line of a file, without a UTF-8 byte order mark (editors on Windows write one).
+/// Bytes, not text: a line that is not UTF-8 is still a record, which the decoder
+/// sends to `error_stream`, instead of an error that stops the input.
+pub(crate) fn line_record(line: &[u8], first: bool) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if first {
+        line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line)
+    } else {
+        line
+    }
+}
+
+/// Whether a line holds no record (empty or blanks only).
+pub(crate) fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(u8::is_ascii_whitespace)
 }
 
 pub struct FileSource {
     pub path: PathBuf,
     /// A recording: each line carries its ROWTIME (see `parse_recorded_line`).
     pub recorded: bool,
+    /// Lines at the start that are no records (a CSV header); they count as read.
+    pub skip_header_lines: u64,
 }
 
 impl Source for FileSource {
@@ -75,22 +99,26 @@ impl Source for FileSource {
             let file = tokio::fs::File::open(&self.path)
                 .await
                 .map_err(|e| io_error(&self.path, e))?;
-            let mut lines = BufReader::with_capacity(1 << 20, file).lines();
+            let mut lines = BufReader::with_capacity(1 << 20, file).split(b'\n');
             let mut batch = Vec::with_capacity(BATCH_RECORDS);
             let mut line_no = 0u64;
             // Position = lines consumed; a restart skips the lines a checkpoint covered.
-            let skip = ctx.resume.unwrap_or(0);
-            while let Some(line) = lines.next_line().await.map_err(|e| io_error(&self.path, e))? {
+            let skip = ctx.resume.unwrap_or(0).max(self.skip_header_lines);
+            while let Some(line) = lines.next_segment().await.map_err(|e| io_error(&self.path, e))? {
                 line_no += 1;
-                if line_no <= skip || line.trim().is_empty() {
+                let data = line_record(&line, line_no == 1);
+                if line_no <= skip || is_blank(data) {
                     continue;
                 }
+                let at = || format!("{}:{line_no}", self.path.display());
                 let record = if self.recorded {
-                    parse_recorded_line(&line)
-                        .map_err(|e| SluiceError::config(format!("{}:{line_no}: {e}", self.path.display())))?
+                    // A recording is a test's own file: a broken line stops it, named.
+                    let text = std::str::from_utf8(data)
+                        .map_err(|e| SluiceError::config(format!("{}: the recording line is not UTF-8: {e}", at())))?;
+                    parse_recorded_line(text).map_err(|e| SluiceError::config(format!("{}: {e}", at())))?
                 } else {
                     RawRecord {
-                        data: line.into_bytes(),
+                        data: data.to_vec(),
                         ..Default::default()
                     }
                 };

@@ -286,18 +286,29 @@ impl Dec {
         Ok(v as i64)
     }
 
+    /// The unscaled value at `scale`. Fractional digits beyond the scale are rounded
+    /// half away from zero, not rejected: KDA (SQLstream's JSON ingestion rules) rejects
+    /// a number for a DECIMAL column only when it is beyond the type's range, so `12.99`
+    /// into a bare DECIMAL (scale 0) is 13.
     fn to_decimal(self, precision: u8, scale: i8) -> Result<i128, &'static str> {
         if self.mant == 0 {
             return Ok(0);
         }
         let e = self.exp + scale as i64;
-        if e < 0 {
-            return Err("has more fractional digits than the scale");
-        }
         if e > 38 {
             return Err("out of range");
         }
-        let v = self.mant.checked_mul(10u128.pow(e as u32)).ok_or("out of range")?;
+        let v = if e >= 0 {
+            self.mant.checked_mul(10u128.pow(e as u32)).ok_or("out of range")?
+        } else if e < -38 {
+            // mant < 10^38: less than half a unit of the scale.
+            0
+        } else {
+            let unit = 10u128.pow((-e) as u32);
+            let (whole, rest) = (self.mant / unit, self.mant % unit);
+            // rest < unit <= 10^38, so 2 * rest fits in u128.
+            whole + u128::from(2 * rest >= unit)
+        };
         if v >= 10u128.pow(precision as u32) {
             return Err("out of range");
         }
@@ -822,7 +833,20 @@ mod tests {
         assert_eq!(decimal_from_number_text("123.45", 5, 2), Ok(12345));
         assert_eq!(decimal_from_number_text("-1.5", 5, 2), Ok(-150));
         assert_eq!(decimal_from_number_text("1.500", 5, 2), Ok(150));
-        assert!(decimal_from_number_text("1.005", 5, 2).is_err());
+        // More fractional digits than the scale: rounded half away from zero.
+        assert_eq!(decimal_from_number_text("1.005", 5, 2), Ok(101));
+        assert_eq!(decimal_from_number_text("1.0049", 5, 2), Ok(100));
+        assert_eq!(decimal_from_number_text("-1.005", 5, 2), Ok(-101));
+        assert_eq!(decimal_from_number_text("12.99", 18, 0), Ok(13));
+        assert_eq!(decimal_from_number_text("12.49", 18, 0), Ok(12));
+        assert_eq!(decimal_from_number_text("-0.5", 18, 0), Ok(-1));
+        assert_eq!(decimal_from_number_text("0.4", 18, 0), Ok(0));
+        assert_eq!(decimal_from_number_text("1.5e-40", 18, 0), Ok(0));
+        assert_eq!(decimal_from_number_text("5e-39", 38, 38), Ok(1));
+        assert_eq!(decimal_from_number_text("1234.5678e-2", 4, 1), Ok(123));
+        // Rounding may carry into one more digit than the precision allows.
+        assert_eq!(decimal_from_number_text("999.995", 5, 2), Err("out of range"));
+        assert_eq!(decimal_from_number_text("999.994", 5, 2), Ok(99999));
         assert!(decimal_from_number_text("1000", 5, 2).is_err());
         assert_eq!(decimal_from_number_text("999.99", 5, 2), Ok(99999));
         assert_eq!(

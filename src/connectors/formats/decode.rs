@@ -22,7 +22,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder,
     Int8Builder, Int16Builder, Int32Builder, Int64Builder, RecordBatch, RecordBatchOptions, StringBuilder,
-    Time32MillisecondBuilder, TimestampMillisecondBuilder,
+    Time32MillisecondBuilder, TimestampMillisecondBuilder, new_null_array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
@@ -30,7 +30,7 @@ use crate::app::{RecordFormat, RecordSchema};
 use crate::connectors::RawRecord;
 use crate::error::{ErrorRow, SluiceError};
 use crate::time::{Millis, now_millis};
-use crate::types::{SqlType, stream_schema};
+use crate::types::{PARTITION_KEY, SEQUENCE_NUMBER, SHARD_ID, SqlType, input_stream_columns, stream_schema};
 
 use super::coerce::{Cell, Scratch, Target, coerce_field, coerce_json};
 use super::json::{Doc, Kind, Seg, parse_path};
@@ -55,9 +55,10 @@ pub struct RecordDecoder {
     metadata: Vec<(usize, Metadata)>,
 }
 
-/// What a column mapped `METADATA:<FIELD>` reads: the Kinesis record envelope, which
-/// KDA's schemas could not reach (Flink's Kinesis connector calls these metadata
-/// columns).
+/// A field of the Kinesis record envelope. Every input stream carries the envelope as
+/// the implicit columns PARTITION_KEY, SEQUENCE_NUMBER and SHARD_ID (as KDA's do); a
+/// declared column mapped `METADATA:<FIELD>` reads a field under a name and place of its
+/// own (Flink's Kinesis connector calls these metadata columns).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metadata {
     PartitionKey,
@@ -80,6 +81,16 @@ impl Metadata {
                 "unknown metadata field '{other}' (expected PARTITION_KEY, SEQUENCE_NUMBER or SHARD_ID)"
             )),
         })
+    }
+
+    /// The field an implicit envelope column (`crate::types::envelope_columns`) reads.
+    fn of_implicit_column(name: &str) -> Option<Metadata> {
+        match name {
+            PARTITION_KEY => Some(Metadata::PartitionKey),
+            SEQUENCE_NUMBER => Some(Metadata::SequenceNumber),
+            SHARD_ID => Some(Metadata::ShardId),
+            _ => None,
+        }
     }
 
     fn value(self, r: &RawRecord) -> Option<&str> {
@@ -120,15 +131,23 @@ impl RecordDecoder {
             }
         }
         let core = Core::new(&payload, stream_name)?;
+        let declared = schema.column_defs();
+        let columns = input_stream_columns(&declared);
+        for (position, column) in columns.iter().enumerate().skip(declared.len()) {
+            if let Some(field) = Metadata::of_implicit_column(&column.name) {
+                metadata.push((position, field));
+            }
+        }
         Ok(RecordDecoder {
             core,
             stream_name: stream_name.to_string(),
-            schema: stream_schema(&schema.column_defs(), true),
+            schema: stream_schema(&columns, true),
             metadata,
         })
     }
 
-    /// The declared columns, then APPROXIMATE_ARRIVAL_TIME, then ROWTIME (last).
+    /// The declared columns, the envelope columns not declared, then
+    /// APPROXIMATE_ARRIVAL_TIME, then ROWTIME (last).
     pub fn output_schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -192,15 +211,23 @@ impl RecordDecoder {
             return out.finish(self.schema.clone());
         }
         let (mut arrays, rows) = out.finish_arrays();
+        // Ascending positions: each insertion lands at its final index.
         for &(position, field) in &self.metadata {
-            let mut b = StringBuilder::with_capacity(rows, rows * 16);
-            for &(index, n) in rows_of {
-                let v = field.value(&records[index]);
-                for _ in 0..n {
-                    b.append_option(v);
+            let present = rows_of.iter().any(|&(index, _)| field.value(&records[index]).is_some());
+            // Sources without an envelope (files, stdin, the generator) skip the builder.
+            let column: ArrayRef = if !present {
+                new_null_array(&DataType::Utf8, rows)
+            } else {
+                let mut b = StringBuilder::with_capacity(rows, rows * 24);
+                for &(index, n) in rows_of {
+                    let v = field.value(&records[index]);
+                    for _ in 0..n {
+                        b.append_option(v);
+                    }
                 }
-            }
-            arrays.insert(position, Arc::new(b.finish()));
+                Arc::new(b.finish())
+            };
+            arrays.insert(position, column);
         }
         RecordBatch::try_new_with_options(
             self.schema.clone(),
@@ -985,7 +1012,85 @@ mod tests {
         assert_eq!(strs(1), ["p", "p", "q"]);
         assert_eq!(ints(2), [2, 4, 6]);
         assert_eq!(strs(3), ["shardId-000000000001"; 3]);
-        assert_eq!(b.schema().field(4).name(), "APPROXIMATE_ARRIVAL_TIME");
+        // The implicit envelope columns follow the declared ones.
+        assert_eq!(strs(4), ["p", "p", "q"]);
+        assert_eq!(b.schema().field(6).name(), "SHARD_ID");
+        assert_eq!(strs(6), ["shardId-000000000001"; 3]);
+        assert_eq!(b.schema().field(7).name(), "APPROXIMATE_ARRIVAL_TIME");
+    }
+
+    #[test]
+    fn envelope_columns_are_implicit_and_null_without_an_envelope() {
+        let s = json_schema("$", &[("A", "INTEGER", "$.a")]);
+        let d = RecordDecoder::new(&s, "S").unwrap();
+        let kinesis = |data: &str, key: &str, seq: &str| RawRecord {
+            data: data.as_bytes().to_vec(),
+            partition_key: Some(key.into()),
+            sequence_number: Some(seq.into()),
+            shard_id: Some(std::sync::Arc::from("shardId-000000000003")),
+            ..Default::default()
+        };
+        // Two rows from one record (a JSON array) repeat its envelope; a failed record
+        // in between shifts nothing.
+        let out = d.decode(
+            &[
+                kinesis(r#"[{"a":1},{"a":2}]"#, "k1", "495"),
+                kinesis(r#"{"a":"x"}"#, "bad", "496"),
+                kinesis(r#"{"a":3}"#, "k2", "497"),
+            ],
+            0,
+        );
+        assert_eq!(out.errors.len(), 1);
+        assert_eq!(vals(&out.batch, "A"), ["1", "2", "3"]);
+        assert_eq!(vals(&out.batch, "PARTITION_KEY"), ["k1", "k1", "k2"]);
+        assert_eq!(vals(&out.batch, "SEQUENCE_NUMBER"), ["495", "495", "497"]);
+        assert_eq!(vals(&out.batch, "SHARD_ID"), ["shardId-000000000003"; 3]);
+        // A record without an envelope (a file line, stdin) gives NULLs.
+        let out = d.decode(&[rec(r#"{"a":4}"#)], 0);
+        assert_eq!(vals(&out.batch, "PARTITION_KEY"), ["NULL"]);
+        assert_eq!(vals(&out.batch, "SEQUENCE_NUMBER"), ["NULL"]);
+        assert_eq!(vals(&out.batch, "SHARD_ID"), ["NULL"]);
+        // Mixed: only the records that carry a field fill it.
+        let mut partial = rec(r#"{"a":5}"#);
+        partial.partition_key = Some("only-key".into());
+        let out = d.decode(&[partial, rec(r#"{"a":6}"#)], 0);
+        assert_eq!(vals(&out.batch, "PARTITION_KEY"), ["only-key", "NULL"]);
+        assert_eq!(vals(&out.batch, "SHARD_ID"), ["NULL", "NULL"]);
+    }
+
+    #[test]
+    fn a_declared_column_of_an_envelope_name_wins() {
+        // PARTITION_KEY from the payload, SHARD_ID from the envelope under a mapping.
+        let s = json_schema(
+            "$",
+            &[
+                ("PARTITION_KEY", "VARCHAR(8)", "$.pk"),
+                ("SHARD_ID", "VARCHAR(32)", "METADATA:SHARD_ID"),
+            ],
+        );
+        let d = RecordDecoder::new(&s, "S").unwrap();
+        let names: Vec<String> = d.output_schema().fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(
+            names,
+            [
+                "PARTITION_KEY",
+                "SHARD_ID",
+                "SEQUENCE_NUMBER",
+                "APPROXIMATE_ARRIVAL_TIME",
+                "ROWTIME"
+            ]
+        );
+        let r = RawRecord {
+            data: br#"{"pk":"payload"}"#.to_vec(),
+            partition_key: Some("envelope".into()),
+            sequence_number: Some("7".into()),
+            shard_id: Some(std::sync::Arc::from("shardId-000000000000")),
+            ..Default::default()
+        };
+        let out = d.decode(&[r], 0);
+        assert_eq!(vals(&out.batch, "PARTITION_KEY"), ["payload"]);
+        assert_eq!(vals(&out.batch, "SHARD_ID"), ["shardId-000000000000"]);
+        assert_eq!(vals(&out.batch, "SEQUENCE_NUMBER"), ["7"]);
     }
 
     #[test]
@@ -1048,9 +1153,23 @@ mod tests {
     fn output_schema_is_the_stream_schema() {
         let s = json_schema("$", &[("A", "INTEGER", "$.a"), ("b", "VARCHAR(4)", "$.b")]);
         let d = RecordDecoder::new(&s, "S").unwrap();
-        assert_eq!(d.output_schema(), stream_schema(&s.column_defs(), true));
+        assert_eq!(
+            d.output_schema(),
+            stream_schema(&input_stream_columns(&s.column_defs()), true)
+        );
         let names: Vec<String> = d.output_schema().fields().iter().map(|f| f.name().clone()).collect();
-        assert_eq!(names, ["A", "b", "APPROXIMATE_ARRIVAL_TIME", "ROWTIME"]);
+        assert_eq!(
+            names,
+            [
+                "A",
+                "b",
+                "PARTITION_KEY",
+                "SEQUENCE_NUMBER",
+                "SHARD_ID",
+                "APPROXIMATE_ARRIVAL_TIME",
+                "ROWTIME"
+            ]
+        );
         let out = d.decode(&[], 0);
         assert_eq!(out.batch.num_rows(), 0);
         assert_eq!(out.batch.schema(), d.output_schema());
@@ -1147,7 +1266,19 @@ mod tests {
         assert_eq!(one("DECIMAL(5,2)", "\"-7.25\""), Ok("-7.25".into()));
         assert_eq!(one("DECIMAL(5,2)", "true"), Ok("1.00".into()));
         assert_eq!(one("DECIMAL(5,2)", "1234.5"), Err("CoercionError".into()));
-        assert_eq!(one("DECIMAL(5,2)", "1.234"), Err("CoercionError".into()));
+        // Digits beyond the scale are rounded (half away from zero), JSON and CSV alike.
+        assert_eq!(one("DECIMAL(5,2)", "1.235"), Ok("1.24".into()));
+        assert_eq!(one("DECIMAL(5,2)", "\"1.234\""), Ok("1.23".into()));
+        assert_eq!(one("DECIMAL", "12.99"), Ok("13".into()));
+        assert_eq!(one("NUMERIC(4)", "-12.5"), Ok("-13".into()));
+        assert_eq!(one("DEC", "0.49"), Ok("0".into()));
+        assert_eq!(one("DECIMAL(5,2)", "999.995"), Err("CoercionError".into()));
+        let csv = RecordDecoder::new(&csv_schema("\n", ",", &[("P", "DECIMAL"), ("Q", "DECIMAL(6,1)")]), "S")
+            .unwrap()
+            .decode(&[rec("12.99,3.14159\n-7.5,2.25")], 0);
+        assert!(csv.errors.is_empty(), "{:?}", csv.errors);
+        assert_eq!(vals(&csv.batch, "P"), ["13", "-8"]);
+        assert_eq!(vals(&csv.batch, "Q"), ["3.1", "2.3"]);
         let out = decode_json(&[("D", "DECIMAL(5,2)", "$.v")], &["{\"v\": 9.99}"]);
         let d = out.batch.column(0).as_any().downcast_ref::<Decimal128Array>().unwrap();
         assert_eq!((d.value(0), d.precision(), d.scale()), (999, 5, 2));
@@ -1692,7 +1823,7 @@ mod tests {
             let recs = [RawRecord { data, ..Default::default() }, rec(&text), rec(&format!("{{\"a\":{text}}}"))];
             let out = d.decode(&recs, 0);
             proptest::prop_assert!(out.errors.len() <= 3);
-            proptest::prop_assert_eq!(out.batch.num_columns(), 6);
+            proptest::prop_assert_eq!(out.batch.num_columns(), 9);
         }
 
         #[test]

@@ -717,10 +717,14 @@ mod tests {
             .collect();
         let first = d.decode(&recs, 0);
         assert!(first.errors.is_empty(), "{:?}", first.errors);
-        // Drop APPROXIMATE_ARRIVAL_TIME: declared columns then ROWTIME.
-        let n = first.batch.num_columns();
-        let mut keep: Vec<usize> = (0..n - 2).collect();
-        keep.push(n - 1);
+        // Drop the implicit input columns but ROWTIME: declared columns then ROWTIME.
+        let schema = first.batch.schema();
+        let keep: Vec<usize> = (0..schema.fields().len())
+            .filter(|&i| {
+                let name = schema.field(i).name();
+                name == ROWTIME || !crate::types::is_implicit_input_column(name)
+            })
+            .collect();
         let batch = first.batch.project(&keep).unwrap();
 
         let mut encoded = Vec::new();

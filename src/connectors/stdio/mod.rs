@@ -4,6 +4,7 @@ use futures::future::BoxFuture;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::RawRecord;
+use super::file::{is_blank, line_record};
 use super::sink::LineSink;
 use super::source::{BATCH_RECORDS, Source, SourceContext};
 use crate::app::OutputFormat;
@@ -14,7 +15,10 @@ pub struct StdinSource;
 impl Source for StdinSource {
     fn run(self: Box<Self>, mut ctx: SourceContext) -> BoxFuture<'static, Result<()>> {
         Box::pin(async move {
-            let mut lines = BufReader::new(tokio::io::stdin()).lines();
+            // Lines as bytes (`next_segment` is cancel safe in the select): a line that
+            // is not UTF-8 is a bad record for error_stream, not the end of the input.
+            let mut lines = BufReader::new(tokio::io::stdin()).split(b'\n');
+            let mut first = true;
             let mut tick = tokio::time::interval(ctx.bound_interval().unwrap_or(std::time::Duration::from_secs(3600)));
             let mut batch = Vec::with_capacity(BATCH_RECORDS);
             // A stop (Ctrl-C) ends the input as its end would, even while a read waits for
@@ -31,12 +35,14 @@ impl Source for StdinSource {
                             watching = false;
                         }
                     }
-                    line = lines.next_line() => {
+                    line = lines.next_segment() => {
                         match line.map_err(|e| SluiceError::runtime(format!("reading stdin: {e}")))? {
-                            Some(l) if l.trim().is_empty() => {}
                             Some(l) => {
-                                batch.push(RawRecord { data: l.into_bytes(), ..Default::default() });
-                                if batch.len() >= BATCH_RECORDS { ctx.publish(&batch).await; batch.clear(); }
+                                let data = line_record(&l, std::mem::take(&mut first));
+                                if !is_blank(data) {
+                                    batch.push(RawRecord { data: data.to_vec(), ..Default::default() });
+                                    if batch.len() >= BATCH_RECORDS { ctx.publish(&batch).await; batch.clear(); }
+                                }
                             }
                             None => break,
                         }

@@ -157,6 +157,52 @@ async fn several_shards_and_two_input_streams_deliver_every_record_once_in_key_o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_envelope_columns_are_implicit_in_every_input_stream() {
+    let endpoint = endpoint();
+    let client = client().await;
+    let stream = unique("envelope");
+    create_stream(&client, &stream, 2).await;
+    let input = records(6, 0, 5);
+    put(&client, &stream, &input).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    // No METADATA mapping: the schema declares the payload only, as KDA's do.
+    let sql = r#"
+        CREATE OR REPLACE STREAM "OUT" (K VARCHAR(16), N INTEGER, PK VARCHAR(256), SEQ VARCHAR(128), SHARD VARCHAR(128));
+        CREATE OR REPLACE PUMP "P1" AS INSERT INTO "OUT"
+          SELECT STREAM K, N, PARTITION_KEY, SEQUENCE_NUMBER, SHARD_ID FROM "SOURCE_SQL_STREAM_001";
+    "#;
+    let mut app = app(sql, source(&stream, &endpoint), 1, &[("OUT", &out)]);
+    app.inputs[0].schema.columns.truncate(2);
+    run_until(&app, options(), &out, input.len(), Duration::from_secs(120)).await;
+
+    let rows = lines(&out);
+    assert_eq!(rows.len(), input.len());
+    let expected: BTreeMap<String, i64> = (0..6).map(|k| (format!("k{k}"), 5)).collect();
+    assert_exactly_once_in_key_order(&rows, &expected);
+    // Sequence numbers are decimal strings (wider than u128) that grow within a shard:
+    // compared by length, then digit by digit.
+    let mut last: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for r in &rows {
+        let seq = r["SEQ"].as_str().unwrap().to_string();
+        assert!(
+            !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()),
+            "a decimal sequence number: {seq}"
+        );
+        let shard = r["SHARD"].as_str().unwrap().to_string();
+        let key = (seq.len(), seq);
+        if let Some(previous) = last.insert(shard.clone(), key.clone()) {
+            assert!(
+                key > previous,
+                "shard {shard}: sequence numbers grow: {previous:?} then {key:?}"
+            );
+        }
+    }
+    assert_eq!(last.len(), 2, "records came from both shards: {:?}", last.keys());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_and_merge_while_reading_lose_nothing_and_keep_key_order() {
     let endpoint = endpoint();
     let client = client().await;
