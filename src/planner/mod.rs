@@ -358,6 +358,7 @@ fn plan_table_functions(p: &mut PumpStatement, catalog: &Catalog) -> Result<Vec<
     let mut planned = Vec::with_capacity(calls.len());
     for call in calls {
         let plan = plan_query(&call.cursor, catalog, p.location)?;
+        let plan = table_function::cursor_columns(plan, &call.cursor).map_err(|e| df_error(e, p.location))?;
         let mut lowered = lower::lower(&plan, catalog, at)?;
         if lowered.source == stream_join::FEED_PLACEHOLDER {
             return Err(at.unsupported(
