@@ -65,3 +65,21 @@ fn column_count_mismatch_is_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("2 columns"), "{err}");
 }
+
+#[test]
+fn distinct_without_a_time_item_says_what_to_add() {
+    let err = plan(&format!(
+        "{STREAM}CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\"\n  SELECT STREAM DISTINCT a FROM \"SOURCE_SQL_STREAM_001\";"
+    ))
+    .unwrap_err();
+    match err {
+        SluiceError::Sql { line, message, .. } => {
+            assert_eq!(line, 2, "{message}");
+            assert!(
+                message.contains("SELECT STREAM DISTINCT") && message.contains("STEP(s.ROWTIME"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a SQL error, got {other}"),
+    }
+}
