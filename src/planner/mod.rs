@@ -235,6 +235,7 @@ pub fn plan_query(query: &ast::Query, catalog: &Catalog, at: Location) -> Result
         },
     )?;
     normalize::normalize_query(&mut query);
+    let shared_names = dialect::select_names::make_unique(&mut query);
     let options = ParserOptions::new()
         .with_enable_ident_normalization(false)
         .with_map_string_types_to_utf8view(false)
@@ -242,7 +243,7 @@ pub fn plan_query(query: &ast::Query, catalog: &Catalog, at: Location) -> Result
     let planner = SqlToRel::new_with_options(catalog, options);
     let plan = planner
         .sql_statement_to_plan(ast::Statement::Query(query))
-        .map_err(|e| df_error(e, at))?;
+        .map_err(|e| planning_error(e, &shared_names, at))?;
     Analyzer::new()
         .execute_and_check(plan, catalog.state().config_options(), |_, _| {})
         .map_err(|e| df_error(e, at))
@@ -479,6 +480,23 @@ fn rowtime_override(plan: &LogicalPlan) -> Option<usize> {
         Expr::Alias(a) if a.name == ROWTIME => !matches!(a.expr.as_ref(), Expr::Column(c) if c.name == ROWTIME),
         _ => false,
     })
+}
+
+/// An error of DataFusion's SQL planner: a reference to a name that several select items
+/// share is ambiguous (and located at the reference); any other is positioned as usual.
+fn planning_error(e: DataFusionError, shared: &[dialect::select_names::SharedName], at: Location) -> SluiceError {
+    let Some(shared) = dialect::select_names::ambiguous_reference(&e, shared) else {
+        return df_error(e, at);
+    };
+    let at = shared.reference.unwrap_or(at);
+    SluiceError::Sql {
+        line: at.line,
+        column: at.column,
+        message: format!(
+            "\"{0}\" is ambiguous: a select list names two columns {0}; give them different aliases",
+            shared.name
+        ),
+    }
 }
 
 /// A DataFusion planning error as a positioned SQL error: DataFusion's diagnostic span
