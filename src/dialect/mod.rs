@@ -7,10 +7,12 @@
 //!   `SELECT STREAM` → `SELECT`, `WINDOWED BY STAGGER (...)` → a marked `GROUP BY`);
 //! - [`script`] drives sqlparser statement by statement for `CREATE STREAM`/`CREATE PUMP`;
 //! - [`normalize`] applies KDA's identifier rules and maps KDA functions onto sluice UDFs
-//!   in the AST, before DataFusion plans it.
+//!   in the AST, before DataFusion plans it; [`select_names`] gives select items that
+//!   share a name (which KDA allows) names of their own.
 
 pub mod normalize;
 pub mod script;
+pub mod select_names;
 pub mod tokens;
 pub mod unsupported;
 

@@ -209,7 +209,7 @@ pub fn lower(plan: &LogicalPlan, catalog: &Catalog, at: At) -> Result<Lowered> {
         LogicalPlan::Join(join) => lower_join(join, catalog, at),
         LogicalPlan::Union(_) => Err(at.unsupported("UNION ALL of streams")),
         LogicalPlan::Sort(sort) => lower_sort(sort, catalog, at),
-        LogicalPlan::Distinct(_) => Err(at.unsupported("SELECT STREAM DISTINCT")),
+        LogicalPlan::Distinct(distinct) => lower_distinct(distinct, catalog, at),
         LogicalPlan::Limit(_) => Err(at.unsupported("LIMIT / FETCH on a stream")),
         LogicalPlan::Values(_) => Err(at.unsupported("VALUES as a stream source")),
         LogicalPlan::Unnest(_) => Err(at.unsupported("UNNEST")),
@@ -223,6 +223,74 @@ pub fn lower(plan: &LogicalPlan, catalog: &Catalog, at: At) -> Result<Lowered> {
                 .unwrap_or("this construct")
         ))),
     }
+}
+
+/// `SELECT STREAM DISTINCT`: a GROUP BY on the select items with no aggregate (lowered
+/// onto the tumbling GROUP BY), so each distinct row of a group of the monotonic time item
+/// comes out once, when that group closes, stamped as a GROUP BY stamps it (a ROWTIME
+/// bucket's end, A1). The open group's rows are the only state.
+///
+/// As KDA documents, a select item that is ROWTIME itself does not take part in the
+/// duplicate elimination: it reads the emitted row's time. Only when no other item is
+/// monotonic does ROWTIME group the rows, so they are distinct per instant.
+fn lower_distinct(distinct: &datafusion::logical_expr::Distinct, catalog: &Catalog, at: At) -> Result<Lowered> {
+    use datafusion::logical_expr::{Aggregate, Distinct};
+    use datafusion::physical_expr::expressions::Column as PhysicalColumn;
+    let Distinct::All(input) = distinct else {
+        return Err(at.unsupported("SELECT STREAM DISTINCT ON (...)"));
+    };
+    let LogicalPlan::Projection(select) = input.as_ref() else {
+        return Err(at.unsupported("SELECT STREAM DISTINCT over this query shape"));
+    };
+    let is_rowtime = |e: &Expr| matches!(e, Expr::Column(c) if c.name == ROWTIME);
+    // One grouping key per distinct expression; items that repeat one share its key.
+    let mut keys: Vec<Expr> = Vec::new();
+    let key_of_item: Vec<Option<usize>> = select
+        .expr
+        .iter()
+        .map(|e| {
+            let key = e.clone().unalias();
+            if is_rowtime(&key) {
+                return None;
+            }
+            Some(keys.iter().position(|k| k == &key).unwrap_or_else(|| {
+                keys.push(key);
+                keys.len() - 1
+            }))
+        })
+        .collect();
+    if !keys.iter().any(|k| is_rowtime_bucket(k) || is_monotonic_call(k)) {
+        let Some(rowtime) = select.expr.iter().map(|e| e.clone().unalias()).find(is_rowtime) else {
+            return Err(at.error(
+                "SELECT STREAM DISTINCT needs a monotonic time expression among its select items, whose \
+                 groups close as time passes: add one such as STEP(s.ROWTIME BY INTERVAL '1' MINUTE) or \
+                 FLOOR(s.ROWTIME TO MINUTE) (rows are then distinct within each bucket)",
+            ));
+        };
+        keys.push(rowtime);
+    }
+    let grouped = LogicalPlan::Aggregate(Aggregate::try_new(Arc::clone(&select.input), keys, vec![])?);
+    let trailing_rowtime = grouped.schema().fields().len();
+    let mut lowered = lower(&grouped, catalog, at)?;
+    // The select list over the grouped rows (key columns, then ROWTIME).
+    let items: Vec<Arc<dyn PhysicalExpr>> = key_of_item
+        .iter()
+        .map(|k| -> Arc<dyn PhysicalExpr> {
+            match k {
+                Some(k) => Arc::new(PhysicalColumn::new(grouped.schema().field(*k).name(), *k)),
+                None => Arc::new(PhysicalColumn::new(ROWTIME, trailing_rowtime)),
+            }
+        })
+        .collect();
+    let schema = with_rowtime(&select.schema);
+    lowered.ops.push(Box::new(ProjectOp::new(items, Arc::clone(&schema))));
+    lowered.batch_schema = schema;
+    Ok(lowered)
+}
+
+/// `MONOTONIC(x)`: the query declares `x` non-decreasing.
+fn is_monotonic_call(e: &Expr) -> bool {
+    matches!(e, Expr::ScalarFunction(f) if f.name() == "monotonic")
 }
 
 /// Streaming ORDER BY: the leading key must be a monotonic expression of time (spec

@@ -373,6 +373,7 @@ pub fn plan_query(query: &ast::Query, catalog: &Catalog, at: Location) -> Result
         },
     )?;
     normalize::normalize_query(&mut query);
+    let shared_names = dialect::select_names::make_unique(&mut query);
     let options = ParserOptions::new()
         .with_enable_ident_normalization(false)
         .with_map_string_types_to_utf8view(false)
@@ -380,7 +381,7 @@ pub fn plan_query(query: &ast::Query, catalog: &Catalog, at: Location) -> Result
     let planner = SqlToRel::new_with_options(catalog, options);
     let plan = planner
         .sql_statement_to_plan(ast::Statement::Query(query))
-        .map_err(|e| df_error(e, at))?;
+        .map_err(|e| planning_error(e, &shared_names, at))?;
     Analyzer::new()
         .execute_and_check(plan, catalog.state().config_options(), |_, _| {})
         .map_err(|e| df_error(e, at))
@@ -496,6 +497,7 @@ fn plan_table_functions(p: &mut PumpStatement, catalog: &Catalog) -> Result<Vec<
     let mut planned = Vec::with_capacity(calls.len());
     for call in calls {
         let plan = plan_query(&call.cursor, catalog, p.location)?;
+        let plan = table_function::cursor_columns(plan, &call.cursor).map_err(|e| df_error(e, p.location))?;
         let mut lowered = lower::lower(&plan, catalog, at)?;
         if lowered.source == stream_join::FEED_PLACEHOLDER {
             return Err(at.unsupported(
@@ -715,6 +717,23 @@ fn relation_behind_alias(plan: &LogicalPlan, alias: &str) -> String {
         Ok(TreeNodeRecursion::Continue)
     });
     relation
+}
+
+/// An error of DataFusion's SQL planner: a reference to a name that several select items
+/// share is ambiguous (and located at the reference); any other is positioned as usual.
+fn planning_error(e: DataFusionError, shared: &[dialect::select_names::SharedName], at: Location) -> SluiceError {
+    let Some(shared) = dialect::select_names::ambiguous_reference(&e, shared) else {
+        return df_error(e, at);
+    };
+    let at = shared.reference.unwrap_or(at);
+    SluiceError::Sql {
+        line: at.line,
+        column: at.column,
+        message: format!(
+            "\"{0}\" is ambiguous: a select list names two columns {0}; give them different aliases",
+            shared.name
+        ),
+    }
 }
 
 /// A DataFusion planning error as a positioned SQL error: DataFusion's diagnostic span

@@ -6,12 +6,16 @@
 //! stream in the graph, checkpointed and merged like any other.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{Expr as LogicalExpr, LogicalPlan, Projection};
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, Query, TableFactor, UnaryOperator, Value,
-    VisitMut, VisitorMut,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, Query, SelectItem, SetExpr, TableFactor,
+    UnaryOperator, Value, VisitMut, VisitorMut,
 };
+
+use crate::types::{APPROXIMATE_ARRIVAL_TIME, ROWTIME};
 
 /// One table-function call found in a query.
 pub struct TableCall {
@@ -123,4 +127,51 @@ pub fn literal(e: &Expr) -> Result<ScalarValue, String> {
             "table-function arguments after the cursor must be literals, found {other}"
         )),
     }
+}
+
+/// The cursor's plan with KDA's meaning of its columns: the rows' ROWTIME travels as
+/// their time, never as a column (a column of that name would clash with it in the
+/// function's output stream), and `*` stands for the stream's declared columns, so the
+/// APPROXIMATE_ARRIVAL_TIME it expands to is left out unless the select list names it.
+pub fn cursor_columns(plan: LogicalPlan, cursor: &Query) -> datafusion::error::Result<LogicalPlan> {
+    let LogicalPlan::Projection(projection) = &plan else {
+        return Ok(plan);
+    };
+    let names_arrival_time = select_names(cursor, APPROXIMATE_ARRIVAL_TIME);
+    let keep: Vec<LogicalExpr> = projection
+        .expr
+        .iter()
+        .zip(projection.schema.fields())
+        .filter(|(e, field)| {
+            let implicit = match field.name().as_str() {
+                ROWTIME => true,
+                APPROXIMATE_ARRIVAL_TIME => !names_arrival_time,
+                _ => false,
+            };
+            !(implicit && matches!(e, LogicalExpr::Column(_)))
+        })
+        .map(|(e, _)| e.clone())
+        .collect();
+    if keep.len() == projection.expr.len() {
+        return Ok(plan);
+    }
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        keep,
+        Arc::clone(&projection.input),
+    )?))
+}
+
+/// Does the query's select list name `column` itself (as a column or an alias)?
+fn select_names(query: &Query, column: &str) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    select.projection.iter().any(|item| match item {
+        SelectItem::UnnamedExpr(Expr::Identifier(i)) => i.value.eq_ignore_ascii_case(column),
+        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => {
+            parts.last().is_some_and(|i| i.value.eq_ignore_ascii_case(column))
+        }
+        SelectItem::ExprWithAlias { alias, .. } => alias.value.eq_ignore_ascii_case(column),
+        _ => false,
+    })
 }

@@ -65,3 +65,58 @@ fn column_count_mismatch_is_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("2 columns"), "{err}");
 }
+
+#[test]
+fn distinct_without_a_time_item_says_what_to_add() {
+    let err = plan(&format!(
+        "{STREAM}CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\"\n  SELECT STREAM DISTINCT a FROM \"SOURCE_SQL_STREAM_001\";"
+    ))
+    .unwrap_err();
+    match err {
+        SluiceError::Sql { line, message, .. } => {
+            assert_eq!(line, 2, "{message}");
+            assert!(
+                message.contains("SELECT STREAM DISTINCT") && message.contains("STEP(s.ROWTIME"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a SQL error, got {other}"),
+    }
+}
+
+#[test]
+fn a_reference_to_a_name_two_items_share_is_ambiguous() {
+    // A subquery's two columns A: the outer query's A could be either.
+    let err = plan(&format!(
+        "{STREAM}CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\"\n  SELECT STREAM a AS x FROM (SELECT STREAM a, a + 1 AS a FROM \"SOURCE_SQL_STREAM_001\") AS t;"
+    ))
+    .expect_err("the outer A is read: ambiguous");
+    assert!(err.to_string().contains("\"A\" is ambiguous"), "{err}");
+    plan(&format!(
+        "CREATE OR REPLACE STREAM \"OUT\" (a INTEGER, b INTEGER);\nCREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\"\n  SELECT STREAM a AS x, a + 1 AS x FROM \"SOURCE_SQL_STREAM_001\";"
+    ))
+    .expect("names of a positional INSERT are never read");
+    // A reference to the shared name is refused, where it is.
+    for (query, line) in [
+        (
+            "SELECT STREAM t.x FROM (SELECT STREAM a AS x, a + 1 AS x FROM \"SOURCE_SQL_STREAM_001\") AS t",
+            3,
+        ),
+        (
+            "SELECT STREAM a AS x, a + 1 AS x FROM \"SOURCE_SQL_STREAM_001\" ORDER BY FLOOR(ROWTIME TO SECOND), x",
+            3,
+        ),
+    ] {
+        let err = plan(&format!(
+            "CREATE OR REPLACE STREAM \"OUT\" (a INTEGER, b INTEGER);\nCREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\"\n  {query};"
+        ))
+        .unwrap_err();
+        match err {
+            SluiceError::Sql { line: l, message, .. } => {
+                assert_eq!(l, line, "{message}");
+                assert!(message.contains("\"X\" is ambiguous"), "{message}");
+            }
+            other => panic!("expected a SQL error, got {other}"),
+        }
+    }
+}

@@ -5,8 +5,10 @@
 //! streams", ICML 2016), computed as AWS's RCF library does.
 //!
 //! # Arguments (KDA's defaults and ranges)
-//! `numberOfTrees` 100 (1..=1000), `subSampleSize` 256 (10..=1000, below `timeDecay`),
-//! `timeDecay` 100000 (1..=2^31-1), `shingleSize` 1 (1..=30), `withDirectionality` FALSE.
+//! `numberOfTrees` 100 (1..=1000), `subSampleSize` 256 (10..=1000), `timeDecay` 100000
+//! (1..=2^63-1), `shingleSize` 1 (1..=30), `withDirectionality` FALSE. The arguments are
+//! independent: a `timeDecay` at or below `subSampleSize` (an AWS workshop passes
+//! `1, 10, 10, 2`) only makes the samples favour the newest points more strongly.
 //! At most 30 numeric columns.
 //!
 //! # Output
@@ -116,13 +118,8 @@ impl RcfConfig {
         a.arity(0, &names)?;
         let trees = a.int(0, "numberOfTrees", Some(100), 1, 1000)? as usize;
         let sample_size = a.int(1, "subSampleSize", Some(256), 10, 1000)? as usize;
-        let time_decay = a.int(2, "timeDecay", Some(100_000), 1, i32::MAX as i64)?;
+        let time_decay = a.int(2, "timeDecay", Some(100_000), 1, i64::MAX)?;
         let shingle_size = a.int(3, "shingleSize", Some(1), 1, 30)? as usize;
-        if sample_size as i64 >= time_decay {
-            return Err(format!(
-                "{func}: argument subSampleSize ({sample_size}) must be less than timeDecay ({time_decay})"
-            ));
-        }
         let directionality = if explanation {
             Some(a.boolean(4, "withDirectionality", false)?)
         } else {
@@ -1173,6 +1170,40 @@ mod tests {
         assert!(spike >= others, "spike {spike} vs p99 {others}");
     }
 
+    /// The AWS workshop's `1, 10, 10, 2`: a time decay equal to the sample size is a valid
+    /// forest (one tree of 10 points that favours the newest), not an argument error.
+    #[test]
+    fn time_decay_at_or_below_the_sample_size_is_accepted() {
+        let input = schema(vec![Field::new("v", DataType::Int32, true)]);
+        for decay in [10, 5, 1] {
+            let config = RcfConfig::parse(false, &int_args(&[1, 10, decay, 2]), &input).unwrap();
+            assert_eq!((config.sample_size, config.time_decay), (10, decay as f64));
+        }
+        let values: Vec<i32> = (0..300)
+            .map(|i| (i * 37) % 101 + if i == 250 { 5_000 } else { 0 })
+            .collect();
+        let (out, _) = run(
+            RANDOM_CUT_FOREST,
+            &int_args(&[1, 10, 10, 2]),
+            &input,
+            vec![Arc::new(Int32Array::from(values.clone()))],
+            values.len(),
+        );
+        let scores: Vec<f64> = column_f64(&out, "ANOMALY_SCORE")
+            .into_iter()
+            .map(Option::unwrap)
+            .collect();
+        // Warm-up: one row to complete the first shingle, then 10 shingles fill the tree.
+        assert!(scores[..11].iter().all(|&s| s == 0.0), "{:?}", &scores[..12]);
+        assert!(scores[11..].iter().all(|&s| s > 0.0));
+        let others = scores[150..250].iter().cloned().fold(0.0, f64::max);
+        assert!(
+            scores[250] > others,
+            "spike {} vs the 100 rows before {others}",
+            scores[250]
+        );
+    }
+
     /// A sine wave (period ~21 rows) that freezes at its mean for 12 rows from row 1,000:
     /// every value is ordinary, only the shape is not.
     fn frozen_sine(n: usize) -> Vec<f64> {
@@ -1389,8 +1420,8 @@ mod tests {
         assert!(e.contains("RANDOM_CUT_FOREST") && e.contains("numberOfTrees"), "{e}");
         let e = RcfConfig::parse(false, &int_args(&[10, 5]), &input).unwrap_err();
         assert!(e.contains("subSampleSize"), "{e}");
-        let e = RcfConfig::parse(false, &int_args(&[10, 256, 100]), &input).unwrap_err();
-        assert!(e.contains("less than timeDecay"), "{e}");
+        let e = RcfConfig::parse(false, &int_args(&[10, 256, 0]), &input).unwrap_err();
+        assert!(e.contains("timeDecay"), "{e}");
         let e = RcfConfig::parse(false, &int_args(&[10, 256, 1000, 31]), &input).unwrap_err();
         assert!(e.contains("shingleSize"), "{e}");
         let e = RcfConfig::parse(false, &int_args(&[10, 256, 1000, 1, 1]), &input).unwrap_err();
