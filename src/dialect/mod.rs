@@ -10,6 +10,7 @@
 //!   in the AST, before DataFusion plans it.
 
 pub mod normalize;
+pub mod output_rowtime;
 pub mod script;
 pub mod tokens;
 pub mod unsupported;
