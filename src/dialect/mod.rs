@@ -11,6 +11,7 @@
 //!   share a name (which KDA allows) names of their own.
 
 pub mod normalize;
+pub mod output_rowtime;
 pub mod script;
 pub mod select_names;
 pub mod tokens;

@@ -147,6 +147,7 @@ fn rewrite_expr(expr: &mut Expr) -> Option<Expr> {
             if let Some(WindowType::WindowSpec(spec)) = &mut f.over {
                 order_by_rowtime(spec);
             }
+            difference_into_interval_qualify(f);
             None
         }
         Expr::Floor {
@@ -264,6 +265,53 @@ fn rewrite_expr(expr: &mut Expr) -> Option<Expr> {
         }
         _ => None,
     }
+}
+
+/// `(a - b) SECOND` arrives as `interval_qualify((a - b), 'SECOND')` (`dialect::tokens`);
+/// it becomes `interval_qualify(a, b, 'SECOND')`, which subtracts in milliseconds (see
+/// `functions::interval_qualify`). A side that is itself a sum, a difference or an
+/// INTERVAL literal (`(t - INTERVAL '1' HOUR - u) SECOND`) keeps DataFusion's arithmetic.
+fn difference_into_interval_qualify(f: &mut Function) {
+    let is_qualify = f.name.0.len() == 1
+        && f.name.0[0]
+            .as_ident()
+            .is_some_and(|i| i.value == crate::dialect::tokens::INTERVAL_QUALIFY.to_lowercase());
+    let FunctionArguments::List(list) = &mut f.args else {
+        return;
+    };
+    if !is_qualify || list.args.len() != 2 {
+        return;
+    }
+    let FunctionArg::Unnamed(FunctionArgExpr::Expr(mut x)) = list.args[0].clone() else {
+        return;
+    };
+    while let Expr::Nested(inner) = x {
+        x = *inner;
+    }
+    let Expr::BinaryOp {
+        left,
+        op: BinaryOperator::Minus,
+        right,
+    } = x
+    else {
+        return;
+    };
+    let plain = |e: &Expr| {
+        !matches!(
+            e,
+            Expr::BinaryOp {
+                op: BinaryOperator::Minus | BinaryOperator::Plus,
+                ..
+            } | Expr::Interval(_)
+        )
+    };
+    if !plain(&left) || !plain(&right) {
+        return;
+    }
+    list.args.splice(
+        0..1,
+        [*left, *right].map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e))),
+    );
 }
 
 /// `INTERVAL '3 4' DAY TO HOUR`, `INTERVAL '-59:59.999' MINUTE TO SECOND(3)`: DataFusion

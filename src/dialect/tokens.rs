@@ -460,12 +460,9 @@ fn interval_qualifiers(toks: &mut Vec<TokenWithSpan>) {
             i += 1;
             continue;
         };
-        // the qualifier: UNIT [(p)] [TO UNIT [(p)]]; the finest unit decides
+        // the qualifier: UNIT [(p)] [TO UNIT [(p)]], passed whole (the finest unit and
+        // its fractional precision decide the value's precision)
         let mut end = i + 2;
-        let mut unit = match &toks[i + 1].token {
-            Token::Word(w) => w.value.clone(),
-            _ => unreachable!("checked above"),
-        };
         let skip_precision = |toks: &[TokenWithSpan], at: usize| -> usize {
             if matches!(toks.get(at).map(|t| &t.token), Some(Token::LParen)) {
                 matching_paren(toks, at).map(|c| c + 1).unwrap_or(at)
@@ -481,11 +478,13 @@ fn interval_qualifiers(toks: &mut Vec<TokenWithSpan>) {
                 .get(end + 1)
                 .is_some_and(|t| INTERVAL_UNITS.iter().any(|u| word_is(t, u)))
         {
-            if let Token::Word(w) = &toks[end + 1].token {
-                unit = w.value.clone();
-            }
             end = skip_precision(toks, end + 2);
         }
+        let qualifier = toks[i + 1..end]
+            .iter()
+            .map(|t| t.token.to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
         // wrap a whole function call `f(...) SECOND`, otherwise just the parentheses
         let start = match open.checked_sub(1).map(|p| &toks[p].token) {
             Some(Token::Word(w)) if w.keyword == Keyword::NoKeyword || w.quote_style.is_some() => open - 1,
@@ -494,7 +493,7 @@ fn interval_qualifiers(toks: &mut Vec<TokenWithSpan>) {
         let anchor = toks[i + 1].clone();
         let tail = vec![
             with_span(Token::Comma, &anchor),
-            with_span(Token::SingleQuotedString(unit), &anchor),
+            with_span(Token::SingleQuotedString(qualifier), &anchor),
             with_span(Token::RParen, &anchor),
         ];
         toks.splice(i + 1..end, tail);
@@ -594,7 +593,11 @@ mod tests {
         );
         assert_eq!(
             rewritten("(a - b) MINUTE TO SECOND"),
-            "INTERVAL_QUALIFY ( ( A - B ) , 'SECOND' )"
+            "INTERVAL_QUALIFY ( ( A - B ) , 'MINUTE TO SECOND' )"
+        );
+        assert_eq!(
+            rewritten("(a - b) second(2, 0) + (a - b) day(3) to hour"),
+            "INTERVAL_QUALIFY ( ( A - B ) , 'SECOND ( 2 , 0 )' ) + INTERVAL_QUALIFY ( ( A - B ) , 'DAY ( 3 ) TO HOUR' )"
         );
     }
 

@@ -141,6 +141,16 @@ pub(crate) fn millis_to_duration(a: Int64Array) -> ArrayRef {
     Arc::new(a.reinterpret_cast::<DurationMillisecondType>())
 }
 
+/// A computed number of milliseconds (an interval times or divided by a fraction) as
+/// whole milliseconds, rounded down; None out of range. A value within a millionth of
+/// a millisecond of a whole one is that one: `-10 s * 0.1` is -1000 ms, though the
+/// binary 0.1 makes the product a hair below it.
+pub(crate) fn millis_rounded_down(q: f64) -> Option<i64> {
+    let nearest = q.round();
+    let q = if (q - nearest).abs() < 1e-6 { nearest } else { q.floor() };
+    (q.is_finite() && q < i64::MAX as f64 && q > i64::MIN as f64).then_some(q as i64)
+}
+
 /// Converts one interval value to milliseconds. Month-based intervals cannot be turned
 /// into a fixed number of milliseconds and are rejected.
 pub(crate) fn month_day_nano_millis(months: i32, days: i32, nanos: i64) -> Result<i64, String> {

@@ -6,9 +6,13 @@
 //! * Any division by a zero divisor, integer, floating point or decimal, is a row error
 //!   "division by zero" (decision A18: never ±Infinity or NaN). Overflow (`i32::MIN / -1`,
 //!   decimal overflow) is a row error too.
-//! * Intervals: `Duration / integer` and `Duration / float` give a Duration(ms) truncated
-//!   toward zero to whole milliseconds (the `(ts - epoch) SECOND / 10` idiom). An Interval
-//!   dividend is accepted too (without a month part).
+//! * Intervals: `Duration / integer` and `Duration / float` give a Duration(ms) rounded
+//!   down (toward −∞) to whole milliseconds. Decision: an interval is a quantity of
+//!   time, not an integer, and rounding down keeps `FLOOR(x / n TO unit)` equal to the
+//!   floor of the exact quotient, so the `FLOOR((ts - epoch) SECOND / 10 TO SECOND)`
+//!   buckets stay aligned to 10 s before 1970 too (toward zero, -10.001 s / 10 would
+//!   land in the bucket of -1 s). For positive values the two roundings agree. An
+//!   Interval dividend is accepted too (without a month part).
 //! * NULL operands give NULL.
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Datum, Int64Array};
@@ -161,7 +165,7 @@ fn has_zero(name: &str, divisor: &ArrayRef, dividend_nulls: Option<&NullBuffer>)
     )
 }
 
-/// Duration ÷ number → Duration(ms), truncated toward zero.
+/// Duration ÷ number → Duration(ms), rounded down.
 fn divide_interval(l: &ArrayRef, r: &ArrayRef) -> Result<ArrayRef> {
     let ms = interval_millis(NAME, l)?;
     let out: Int64Array = match r.data_type() {
@@ -171,8 +175,11 @@ fn divide_interval(l: &ArrayRef, r: &ArrayRef) -> Result<ArrayRef> {
                 if b == 0 {
                     return Err(ArrowError::DivideByZero);
                 }
-                a.checked_div(b)
-                    .ok_or_else(|| ArrowError::ComputeError("interval out of range".into()))
+                let q = a
+                    .checked_div(b)
+                    .ok_or_else(|| ArrowError::ComputeError("interval out of range".into()))?;
+                // Rounded down: one less when inexact and negative.
+                Ok(if a % b != 0 && (a < 0) != (b < 0) { q - 1 } else { q })
             })
             .map_err(|e| row_error(NAME, e))?
         }
@@ -182,11 +189,8 @@ fn divide_interval(l: &ArrayRef, r: &ArrayRef) -> Result<ArrayRef> {
                 if b == 0.0 {
                     return Err(ArrowError::DivideByZero);
                 }
-                let q = (a as f64 / b).trunc();
-                if !q.is_finite() || q >= i64::MAX as f64 || q <= i64::MIN as f64 {
-                    return Err(ArrowError::ComputeError("interval out of range".into()));
-                }
-                Ok(q as i64)
+                super::common::millis_rounded_down(a as f64 / b)
+                    .ok_or_else(|| ArrowError::ComputeError("interval out of range".into()))
             })
             .map_err(|e| row_error(NAME, e))?
         }
@@ -296,6 +300,11 @@ mod tests {
             value("SELECT sluice_div(TIMESTAMP '2024-01-01 00:01:00' - TIMESTAMP '2024-01-01 00:00:00', 6)").await,
             "PT10S"
         );
+        // rounded down to the millisecond, also below zero
+        assert_eq!(value("SELECT sluice_div(INTERVAL '-10' SECOND, 3)").await, "-PT3.334S");
+        assert_eq!(value("SELECT sluice_div(INTERVAL '10' SECOND, -3)").await, "-PT3.334S");
+        assert_eq!(value("SELECT sluice_div(INTERVAL '-10' SECOND, -3)").await, "PT3.333S");
+        assert_eq!(value("SELECT sluice_div(INTERVAL '-1' SECOND, 3.0)").await, "-PT0.334S");
         let v = value("SELECT sluice_div(INTERVAL '1' MONTH, 2)").await;
         assert!(v.starts_with("ERR"), "{v}");
     }

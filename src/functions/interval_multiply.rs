@@ -3,8 +3,9 @@
 //! DataFusion's type coercion has no rule for an interval times a number, so the SQL
 //! planner hands such products to [`IntervalArithmeticPlanner`], which plans them as
 //! `interval_mul(interval, n)`. The result is an interval of whole milliseconds (a
-//! `Duration(ms)`, as `interval / n` gives through `sluice_div`), truncated toward zero
-//! for fractional factors; a month part or an overflow is a row error.
+//! `Duration(ms)`, as `interval / n` gives through `sluice_div`), rounded down (toward
+//! −∞) for fractional factors, as `sluice_div` rounds; a month part or an overflow is a
+//! row error.
 
 use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
@@ -84,11 +85,7 @@ fn multiply(interval: &ArrayRef, factor: &ArrayRef) -> Result<ArrayRef> {
         DataType::Float64 => {
             let f = factor.as_primitive::<Float64Type>();
             datafusion::arrow::compute::kernels::arity::try_binary(&ms, f, |a, b| {
-                let p = (a as f64 * b).trunc();
-                if !p.is_finite() || p >= i64::MAX as f64 || p <= i64::MIN as f64 {
-                    return Err(out_of_range());
-                }
-                Ok(p as i64)
+                super::common::millis_rounded_down(a as f64 * b).ok_or_else(out_of_range)
             })
             .map_err(|e| row_error(NAME, e))?
         }
@@ -173,6 +170,15 @@ mod tests {
         assert_eq!(
             value("SELECT interval_mul(INTERVAL '1' SECOND, -2)").await,
             value("SELECT arrow_cast(-2000, 'Duration(Millisecond)')").await
+        );
+        // a fraction rounds down, and a product that is whole stays whole
+        assert_eq!(
+            value("SELECT interval_mul(INTERVAL '-10.001' SECOND, 0.1)").await,
+            value("SELECT arrow_cast(-1001, 'Duration(Millisecond)')").await
+        );
+        assert_eq!(
+            value("SELECT interval_mul(INTERVAL '-10' SECOND, 0.1)").await,
+            value("SELECT arrow_cast(-1000, 'Duration(Millisecond)')").await
         );
     }
 }

@@ -5,6 +5,12 @@
 //! unit, or an Interval without a month part) or any other interval value. The result is
 //! a sluice interval, Duration(ms).
 //!
+//! `interval_qualify(a, b, 'QUALIFIER')` is the same for `(a - b) QUALIFIER` with the
+//! difference taken here, in milliseconds (normalisation writes the idiom this way): two
+//! TIMESTAMPs (of any precision, or DATEs), or two intervals. DataFusion would subtract a
+//! TIMESTAMP literal (nanoseconds) from ROWTIME (milliseconds) in nanoseconds, which
+//! ends in 2262 and fails for later instants; milliseconds reach any date.
+//!
 //! Decision: the qualifier's *trailing* (finest) field sets the precision and the value
 //! is truncated toward zero to it:
 //! * `DAY`, `HOUR`, `MINUTE` (alone or as the end of `X TO ...`) → whole days / hours /
@@ -19,8 +25,9 @@
 //! qualifiers (`YEAR`, `MONTH`, `YEAR TO MONTH`) are a plan error: sluice intervals are
 //! day-time intervals only.
 
-use datafusion::arrow::array::Int64Array;
+use datafusion::arrow::array::{ArrayRef, Int64Array};
 use datafusion::arrow::datatypes::{DataType, FieldRef};
+use datafusion::arrow::error::ArrowError;
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::sort_properties::{ExprProperties, SortProperties};
 use datafusion::logical_expr::{
@@ -29,9 +36,10 @@ use datafusion::logical_expr::{
 
 use super::common::{
     INTERVAL_TYPE, MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_MINUTE, check_arity, coerce_interval, coerce_string,
-    constant_str, eval_arrays, interval_millis, is_interval_like, millis_to_duration, monotonic_in_first, return_field,
-    scalar_str,
+    constant_str, eval_arrays, interval_millis, is_interval_like, is_timestamp_like, millis_to_duration,
+    monotonic_in_first, return_field, row_error, scalar_str, timestamp_millis,
 };
+use crate::types::TIMESTAMP_TYPE;
 
 const NAME: &str = "interval_qualify";
 
@@ -138,7 +146,26 @@ impl ScalarUDFImpl for IntervalQualify {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        check_arity(NAME, arg_types, 2, 2)?;
+        check_arity(NAME, arg_types, 2, 3)?;
+        if let [a, b, q] = arg_types {
+            let datetime = |t: &DataType| is_timestamp_like(t) || t == &DataType::Null;
+            let interval = |t: &DataType| is_interval_like(t) || t == &DataType::Null;
+            let (a, b) = if datetime(a) && datetime(b) {
+                (TIMESTAMP_TYPE, TIMESTAMP_TYPE)
+            } else if interval(a) && interval(b) {
+                let as_interval = |t: &DataType| {
+                    if t == &DataType::Null {
+                        INTERVAL_TYPE
+                    } else {
+                        coerce_interval(t)
+                    }
+                };
+                (as_interval(a), as_interval(b))
+            } else {
+                return plan_err!("(a - b) <interval qualifier> needs two datetimes or two intervals, got {a} and {b}");
+            };
+            return Ok(vec![a, b, coerce_string(NAME, q, "the qualifier")?]);
+        }
         let x = match &arg_types[0] {
             t if is_interval_like(t) => coerce_interval(t),
             DataType::Null => INTERVAL_TYPE,
@@ -150,12 +177,13 @@ impl ScalarUDFImpl for IntervalQualify {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        check_arity(NAME, arg_types, 2, 2)?;
+        check_arity(NAME, arg_types, 2, 3)?;
         Ok(INTERVAL_TYPE)
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        if let Some(Some(q)) = args.scalar_arguments.get(1)
+        let qualifier = args.scalar_arguments.len().saturating_sub(1);
+        if let Some(Some(q)) = args.scalar_arguments.get(qualifier)
             && let Some(q) = scalar_str(q)
             && let Err(e) = qualifier_granularity(q)
         {
@@ -165,11 +193,15 @@ impl ScalarUDFImpl for IntervalQualify {
     }
 
     fn output_ordering(&self, inputs: &[ExprProperties]) -> Result<SortProperties> {
+        // `(a - b) Q` grows with `a` when `b` is constant.
         Ok(monotonic_in_first(inputs))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let Some(q) = constant_str(NAME, &args.args[1], "the qualifier")? else {
+        let Some((qualifier, operands)) = args.args.split_last() else {
+            return exec_err!("{NAME} takes 2 or 3 arguments");
+        };
+        let Some(q) = constant_str(NAME, qualifier, "the qualifier")? else {
             return Ok(ColumnarValue::Scalar(
                 datafusion::common::ScalarValue::DurationMillisecond(None),
             ));
@@ -178,12 +210,32 @@ impl ScalarUDFImpl for IntervalQualify {
             Ok(g) => g,
             Err(e) => return exec_err!("{e}"),
         };
-        eval_arrays(&args.args[..1], args.number_rows, |a| {
-            let ms: Int64Array = interval_millis(NAME, &a[0])?;
+        eval_arrays(operands, args.number_rows, |a| {
+            let ms: Int64Array = match a {
+                [x] => interval_millis(NAME, x)?,
+                [l, r] => difference_millis(l, r)?,
+                _ => return exec_err!("{NAME} takes 2 or 3 arguments"),
+            };
             // Truncation toward zero cannot overflow.
             Ok(millis_to_duration(if g == 1 { ms } else { ms.unary(|v| v / g * g) }))
         })
     }
+}
+
+/// `l - r` in milliseconds, for two TIMESTAMP(ms) or two interval arrays.
+fn difference_millis(l: &ArrayRef, r: &ArrayRef) -> Result<Int64Array> {
+    let millis = |a: &ArrayRef| {
+        if is_interval_like(a.data_type()) {
+            interval_millis(NAME, a)
+        } else {
+            timestamp_millis(a)
+        }
+    };
+    datafusion::arrow::compute::kernels::arity::try_binary(&millis(l)?, &millis(r)?, |a: i64, b: i64| {
+        a.checked_sub(b)
+            .ok_or_else(|| ArrowError::ComputeError("interval out of range".into()))
+    })
+    .map_err(|e| row_error(NAME, e))
 }
 
 #[cfg(test)]

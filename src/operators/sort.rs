@@ -31,8 +31,11 @@ pub struct SortKey {
 pub struct StreamingSortOp {
     /// The monotonic leading key, evaluated as a millisecond timestamp.
     leading: Arc<dyn PhysicalExpr>,
-    /// Input columns the leading key reads that carry ROWTIME; empty when the key reads
-    /// anything else, in which case only rows (not bounds) can close a group.
+    /// The expression a rowtime bound is probed with: the least leading key any later
+    /// row can have, at an instant. The leading key itself when it reads ROWTIME alone.
+    bound_key: Arc<dyn PhysicalExpr>,
+    /// Input columns `bound_key` reads that carry ROWTIME; None when it reads anything
+    /// else, in which case only rows (not bounds) can close a group.
     probe_columns: Option<Vec<usize>>,
     rest: Vec<SortKey>,
     schema: SchemaRef,
@@ -46,6 +49,7 @@ impl StreamingSortOp {
         let probe_columns = super::time_probe::reads_only_rowtime(&leading, &schema)
             .then(|| super::time_probe::rowtime_columns(&leading, &schema));
         StreamingSortOp {
+            bound_key: Arc::clone(&leading),
             leading,
             probe_columns,
             rest,
@@ -53,6 +57,17 @@ impl StreamingSortOp {
             group: None,
             held: Vec::new(),
         }
+    }
+
+    /// Probes rowtime bounds with `key`, a function of ROWTIME alone whose value at a
+    /// bound no later row's leading key is below (e.g. the leading key traced through a
+    /// tumbling GROUP BY below: its rows carry a bucket's key, and the bucket holding
+    /// the bound is the one still open).
+    pub fn with_bound_key(mut self, key: Arc<dyn PhysicalExpr>) -> Self {
+        self.probe_columns = super::time_probe::reads_only_rowtime(&key, &self.schema)
+            .then(|| super::time_probe::rowtime_columns(&key, &self.schema));
+        self.bound_key = key;
+        self
     }
 
     fn leading_keys(&self, batch: &RecordBatch) -> Result<TimestampMillisecondArray> {
@@ -167,7 +182,7 @@ impl Operator for StreamingSortOp {
         };
         // Every later row has ROWTIME ≥ bound, so its leading key is at least the key at
         // the bound (the key is monotonic): a larger key there closes the group.
-        let at_bound = super::time_probe::evaluate_at(&self.leading, &self.schema, columns, &[bound])?;
+        let at_bound = super::time_probe::evaluate_at(&self.bound_key, &self.schema, columns, &[bound])?;
         let at_bound = as_millis(&at_bound)?;
         if !at_bound.is_null(0) && at_bound.value(0) > group {
             return self.emit();

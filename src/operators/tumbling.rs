@@ -1,17 +1,28 @@
 //! Tumbling windows: a streaming `GROUP BY` whose keys include a monotonic expression
 //! of ROWTIME (`STEP(ROWTIME BY ...)`, `FLOOR(ROWTIME TO ...)`, or any expression of
-//! ROWTIME alone such as the `(ROWTIME - epoch) SECOND / 10` idiom).
+//! ROWTIME alone such as the `(ROWTIME - epoch) SECOND / 10` idiom), or a key the query
+//! declares monotonic (`MONOTONIC(order_time)`).
 //!
-//! Because ROWTIME never decreases, exactly one bucket is open at a time: every group
-//! of the open bucket lives in one DataFusion `GroupValues` and one `GroupsAccumulator`
-//! per aggregate (vectorised, as DataFusion's own hash aggregate). When a row of a
-//! later bucket or a rowtime bound at or past the bucket's end arrives, all groups are
-//! emitted at once with ROWTIME = the bucket's end (A1) and the state is cleared.
+//! Because the time keys never decrease, exactly one bucket is open at a time: every
+//! group of the open bucket lives in one DataFusion `GroupValues` and one
+//! `GroupsAccumulator` per aggregate (vectorised, as DataFusion's own hash aggregate).
+//! When the bucket closes, all groups are emitted at once and the state is cleared.
 //!
-//! The bucket's end is found from the key expression itself: the first instant after
-//! the bucket's first row at which the key changes (an exponential then binary search,
-//! once per bucket). This works for every monotonic bucketing expression without
-//! knowing its shape.
+//! ## When a bucket closes ([`TimeKeys`])
+//!
+//! * Keys of ROWTIME alone: a bucket is the rows that share *every* such key (a query
+//!   may group by a minute and a 10-second bucket: the finer one decides). Its end is
+//!   found from the key expressions themselves: the first instant after the bucket's
+//!   first row at which one of them changes (an exponential then binary search, once
+//!   per bucket), which works for every monotonic bucketing expression without knowing
+//!   its shape. A row of a later bucket, or a rowtime bound at or past the end, closes
+//!   it, and its rows get ROWTIME = the end (A1).
+//! * A declared key (`MONOTONIC(x)`, or an expression of such calls only): no instant
+//!   can be probed for its value, so the bucket stays open until a row with a greater
+//!   key arrives, or the input ends (the final bound). Its rows get the ROWTIME of the
+//!   row that closed it, or at the end the time the input reached: never before any of
+//!   its input rows, and non-decreasing. A row whose key is smaller than the open
+//!   bucket's breaks the promise; it goes to `error_stream`, as does a NULL key.
 //!
 //! ## Spilling
 //!
@@ -106,18 +117,40 @@ impl AggregateSlot {
     }
 }
 
+/// Which group keys tell the buckets apart, and how a bucket closes (see the module
+/// documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeKeys {
+    /// Positions of the keys that are functions of ROWTIME alone.
+    Rowtime(Vec<usize>),
+    /// Position of the key the query declares monotonic.
+    Declared(usize),
+}
+
+impl TimeKeys {
+    fn positions(&self) -> Vec<usize> {
+        match self {
+            TimeKeys::Rowtime(keys) => keys.clone(),
+            TimeKeys::Declared(key) => vec![*key],
+        }
+    }
+}
+
 struct OpenBucket {
-    key: ScalarValue,
-    end: Millis,
+    /// The time keys' values.
+    key: Vec<ScalarValue>,
+    /// The ROWTIME its rows get if it closes now: the bucket's end for ROWTIME keys; for
+    /// a declared key, the time its input reached.
+    stamp: Millis,
 }
 
 pub struct TumblingAggregateOp {
     /// All grouping expressions, in the order of the logical plan's output.
     group_exprs: Vec<Arc<dyn PhysicalExpr>>,
-    /// Which of them is the monotonic ROWTIME bucket.
-    time_key: usize,
-    /// Input columns the time key reads (all ROWTIME-valued): set to probe times when
-    /// searching for a bucket's end.
+    /// Which of them tell the buckets apart.
+    time_keys: TimeKeys,
+    /// Input columns the ROWTIME keys read (all ROWTIME-valued): set to probe times
+    /// when searching for a bucket's end.
     time_columns: Vec<usize>,
     aggregates: Vec<AggregateSlot>,
     group_values: Box<dyn GroupValues>,
@@ -140,16 +173,22 @@ pub struct TumblingAggregateOp {
 impl TumblingAggregateOp {
     pub fn new(
         group_exprs: Vec<Arc<dyn PhysicalExpr>>,
-        time_key: usize,
+        time_keys: TimeKeys,
         aggregates: Vec<AggregateSlot>,
         input_schema: SchemaRef,
         group_schema: SchemaRef,
         output_schema: SchemaRef,
     ) -> Result<Self> {
-        let time_columns = datafusion::physical_expr::utils::collect_columns(&group_exprs[time_key])
-            .iter()
-            .map(|c| c.index())
-            .collect();
+        let time_columns = match &time_keys {
+            TimeKeys::Rowtime(keys) => keys
+                .iter()
+                .flat_map(|&k| datafusion::physical_expr::utils::collect_columns(&group_exprs[k]))
+                .map(|c| c.index())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            TimeKeys::Declared(_) => vec![],
+        };
         let group_values = new_group_values(Arc::clone(&group_schema), &GroupOrdering::None)?;
         let state_widths = aggregates
             .iter()
@@ -162,7 +201,7 @@ impl TumblingAggregateOp {
             spill: None,
             stats: SpillStats::default(),
             group_exprs,
-            time_key,
+            time_keys,
             time_columns,
             aggregates,
             group_values,
@@ -174,21 +213,48 @@ impl TumblingAggregateOp {
         })
     }
 
-    /// Evaluates the time key for probe instants.
-    fn keys_at(&self, times: &[Millis]) -> Result<ArrayRef> {
-        super::time_probe::evaluate_at(
-            &self.group_exprs[self.time_key],
-            &self.input_schema,
-            &self.time_columns,
-            times,
-        )
+    /// The time keys of every row of `batch`.
+    fn time_keys_of(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>, datafusion::error::DataFusionError> {
+        let n = batch.num_rows();
+        self.time_keys
+            .positions()
+            .into_iter()
+            .map(|k| self.group_exprs[k].evaluate(batch)?.into_array(n))
+            .collect()
     }
 
-    /// The first instant after `t0` whose bucket key differs from `key`.
-    fn bucket_end(&self, key: &ScalarValue, t0: Millis) -> Result<Millis> {
-        let differs = |arr: &ArrayRef, i: usize| -> Result<bool> { Ok(&ScalarValue::try_from_array(arr, i)? != key) };
-        let steps: Vec<Millis> = (0..46).map(|p| t0.saturating_add(1i64 << p)).collect();
-        let keys = self.keys_at(&steps)?;
+    /// Evaluates the ROWTIME keys for probe instants.
+    fn keys_at(&self, times: &[Millis]) -> Result<Vec<ArrayRef>> {
+        let TimeKeys::Rowtime(keys) = &self.time_keys else {
+            return Err(SluiceError::runtime(
+                "a declared MONOTONIC key cannot be probed at an instant",
+            ));
+        };
+        keys.iter()
+            .map(|&k| {
+                super::time_probe::evaluate_at(&self.group_exprs[k], &self.input_schema, &self.time_columns, times)
+            })
+            .collect()
+    }
+
+    /// The first instant after `t0` at which a time key differs from `key`.
+    fn bucket_end(&self, key: &[ScalarValue], t0: Millis) -> Result<Millis> {
+        let differs = |arrays: &[ArrayRef], i: usize| -> Result<bool> { Ok(row_key(arrays, i)? != key) };
+        // Probes far past t0 may leave the range a key's arithmetic can represent (a
+        // nanosecond timestamp ends in 2262): such a probe fails, and the search keeps to
+        // the probes before it, so the end is found as long as one probe differs.
+        let all: Vec<Millis> = (0..46).map(|p| t0.saturating_add(1i64 << p)).collect();
+        let (steps, keys) = match self.keys_at(&all) {
+            Ok(keys) => (all, keys),
+            Err(_) => {
+                let steps: Vec<Millis> = all.into_iter().take_while(|&t| self.keys_at(&[t]).is_ok()).collect();
+                if steps.is_empty() {
+                    return Ok(Millis::MAX);
+                }
+                let keys = self.keys_at(&steps)?;
+                (steps, keys)
+            }
+        };
         let Some(j) = (0..steps.len()).find(|&i| differs(&keys, i).unwrap_or(false)) else {
             return Ok(Millis::MAX);
         };
@@ -264,7 +330,7 @@ impl TumblingAggregateOp {
         Ok(groups)
     }
 
-    /// Evaluates every in-memory group as output rows of the bucket ending at `end`.
+    /// Evaluates every in-memory group as output rows stamped `end`.
     fn evaluate(&mut self, end: Millis) -> Result<Option<RecordBatch>> {
         if self.group_values.is_empty() {
             return Ok(None);
@@ -285,7 +351,7 @@ impl TumblingAggregateOp {
         };
         self.note_size();
         let Some(store) = self.spill.take() else {
-            let out = self.evaluate(open.end)?.into_iter().collect();
+            let out = self.evaluate(open.stamp)?.into_iter().collect();
             self.publish_peak();
             return Ok(out);
         };
@@ -302,7 +368,7 @@ impl TumblingAggregateOp {
                 self.reload_flat(&flat)?;
             }
             self.note_size();
-            out.extend(self.evaluate(open.end)?);
+            out.extend(self.evaluate(open.stamp)?);
             self.reset_accumulators()?;
         }
         self.publish_peak();
@@ -475,14 +541,12 @@ impl Operator for TumblingAggregateOp {
         "TumblingAggregate"
     }
 
-    /// The open bucket (key, end), its group keys, and each aggregate's partial state
-    /// (DataFusion's own state layout, the one its merge phase reads).
+    /// The open bucket (time keys, stamp), its group keys, and each aggregate's partial
+    /// state (DataFusion's own state layout, the one its merge phase reads).
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>> {
         let Some(open) = &self.open else { return Ok(None) };
-        let bucket = vec![
-            open.key.to_array()?,
-            Arc::new(Int64Array::from(vec![open.end])) as ArrayRef,
-        ];
+        let mut bucket = open.key.iter().map(|k| k.to_array()).collect::<Result<Vec<_>, _>>()?;
+        bucket.push(Arc::new(Int64Array::from(vec![open.stamp])) as ArrayRef);
         // DataFusion's grouped accumulators can only hand their state over by draining
         // it: drain, keep a copy, and merge it straight back.
         let (groups, states) = match self.take_state()? {
@@ -513,9 +577,12 @@ impl Operator for TumblingAggregateOp {
             return Err(SluiceError::runtime("corrupt tumbling-window state"));
         }
         let (states, runs) = rest.split_at(self.aggregates.len());
-        let key = ScalarValue::try_from_array(&bucket[0], 0)?;
-        let end = bucket[1].as_primitive::<Int64Type>().value(0);
-        self.open = Some(OpenBucket { key, end });
+        let Some((stamp, key)) = bucket.split_last() else {
+            return Err(SluiceError::runtime("corrupt tumbling-window state"));
+        };
+        let key = row_key(key, 0)?;
+        let stamp = stamp.as_primitive::<Int64Type>().value(0);
+        self.open = Some(OpenBucket { key, stamp });
         self.reload(groups, states)?;
         self.enforce_budget()?;
         for run in runs {
@@ -539,32 +606,108 @@ impl Operator for TumblingAggregateOp {
         if n == 0 {
             return Ok(out);
         }
-        let keys = self.group_exprs[self.time_key].evaluate(&batch)?.into_array(n)?;
+        // A key that fails on a row (CHAR_TO_TIMESTAMP of a bad text under MONOTONIC)
+        // sends that row to error_stream; the others go on.
+        let Some((batch, keys)) = eval_isolating(&batch, ctx, |b| self.time_keys_of(b))? else {
+            return Ok(out);
+        };
+        if batch.num_rows() == 0 {
+            return Ok(out);
+        }
         let rowtimes = rowtime_column(&batch).clone();
-        for range in partition(&[Arc::clone(&keys)])?.ranges() {
-            let key = ScalarValue::try_from_array(&keys, range.start)?;
+        let declared = matches!(self.time_keys, TimeKeys::Declared(_));
+        for range in partition(&keys)?.ranges() {
+            let key = row_key(&keys, range.start)?;
+            let first_rowtime = rowtimes.value(range.start);
+            let rows = batch.slice(range.start, range.end - range.start);
+            if declared && let Some(why) = self.breaks_promise(&key) {
+                refuse(&rows, &why, ctx);
+                continue;
+            }
             if self.open.as_ref().is_some_and(|o| o.key != key) {
+                if declared && let Some(open) = &mut self.open {
+                    // The row that closes a declared bucket gives it its time.
+                    open.stamp = open.stamp.max(first_rowtime);
+                }
                 out.extend(self.emit()?);
             }
             if self.open.is_none() {
-                let end = self.bucket_end(&key, rowtimes.value(range.start))?;
-                self.open = Some(OpenBucket { key, end });
+                let stamp = if declared {
+                    first_rowtime
+                } else {
+                    self.bucket_end(&key, first_rowtime)?
+                };
+                self.open = Some(OpenBucket { key, stamp });
             }
-            self.accumulate(&batch.slice(range.start, range.end - range.start), ctx)?;
+            if declared && let Some(open) = &mut self.open {
+                open.stamp = open.stamp.max(rowtimes.value(range.end - 1));
+            }
+            self.accumulate(&rows, ctx)?;
             self.enforce_budget()?;
         }
         Ok(out)
     }
 
     fn on_bound(&mut self, bound: Millis, _ctx: &mut OpContext) -> Result<Vec<RecordBatch>> {
-        if self
-            .open
-            .as_ref()
-            .is_some_and(|o| bound >= o.end || bound == Millis::MAX)
-        {
-            return self.emit();
+        let Some(open) = &mut self.open else {
+            return Ok(vec![]);
+        };
+        match self.time_keys {
+            TimeKeys::Rowtime(_) if bound >= open.stamp || bound == Millis::MAX => self.emit(),
+            TimeKeys::Declared(_) if bound == Millis::MAX => self.emit(),
+            TimeKeys::Declared(_) => {
+                // Time passed without a greater key: the bucket stays open, and whenever it
+                // closes its rows are stamped no earlier than the time reached now.
+                open.stamp = open.stamp.max(bound);
+                Ok(vec![])
+            }
+            TimeKeys::Rowtime(_) => Ok(vec![]),
         }
-        Ok(vec![])
+    }
+}
+
+impl TumblingAggregateOp {
+    /// Why rows with the declared key `key` cannot join any bucket, if they cannot: a
+    /// NULL key, or one below the open bucket's.
+    fn breaks_promise(&self, key: &[ScalarValue]) -> Option<String> {
+        if key.iter().any(ScalarValue::is_null) {
+            return Some("the MONOTONIC key of a streaming GROUP BY is NULL".into());
+        }
+        let open = self.open.as_ref()?;
+        (key.partial_cmp(open.key.as_slice()) == Some(std::cmp::Ordering::Less)).then(|| {
+            format!(
+                "the MONOTONIC key of a streaming GROUP BY went back ({} after {}): \
+                 MONOTONIC(x) promises that x never decreases",
+                key_text(&key[0]),
+                key_text(&open.key[0])
+            )
+        })
+    }
+}
+
+/// A key value as a message shows it: a timestamp as text.
+fn key_text(key: &ScalarValue) -> String {
+    match key {
+        ScalarValue::TimestampMillisecond(Some(ms), _) => crate::time::format_timestamp(*ms),
+        other => other.to_string(),
+    }
+}
+
+/// The values of `keys` at row `i`.
+fn row_key(keys: &[ArrayRef], i: usize) -> Result<Vec<ScalarValue>> {
+    Ok(keys
+        .iter()
+        .map(|k| ScalarValue::try_from_array(k, i))
+        .collect::<Result<_, _>>()?)
+}
+
+/// `error_stream` rows for `rows`, which no bucket can take.
+fn refuse(rows: &RecordBatch, why: &str, ctx: &mut OpContext) {
+    let e = datafusion::error::DataFusionError::Execution(why.to_string());
+    for i in 0..rows.num_rows() {
+        let mut row = super::eval::error_row(rows, i, &e, ctx.pump);
+        row.name = "MonotonicKeyError".into();
+        ctx.errors.push(row);
     }
 }
 
@@ -633,7 +776,15 @@ mod tests {
             Field::new("m", DataType::Utf8, true),
             Field::new("ROWTIME", DataType::Timestamp(TimeUnit::Millisecond, None), false),
         ]));
-        TumblingAggregateOp::new(vec![key, bucket], 1, aggregates, input, group_schema, output_schema).unwrap()
+        TumblingAggregateOp::new(
+            vec![key, bucket],
+            TimeKeys::Rowtime(vec![1]),
+            aggregates,
+            input,
+            group_schema,
+            output_schema,
+        )
+        .unwrap()
     }
 
     /// Three buckets of `keys` random keys each (some NULL keys and values), in batches
@@ -752,5 +903,127 @@ mod tests {
         assert!(restored.spill_stats().spills > 0, "a restore spills what does not fit");
         out.extend(feed(&mut restored, &batches[cut..], true));
         assert_eq!(sorted(&out), sorted(&expected));
+    }
+
+    /// `SELECT V, COUNT(*) ... GROUP BY <key>` over the keyed input, with `time_keys`
+    /// telling which group keys are time keys.
+    fn counting(group_exprs: Vec<Arc<dyn PhysicalExpr>>, time_keys: TimeKeys) -> TumblingAggregateOp {
+        let input = input_schema();
+        let count = AggregateExprBuilder::new(count_udaf(), vec![Arc::new(Column::new("V", 1))])
+            .schema(Arc::clone(&input))
+            .alias("n")
+            .build()
+            .unwrap();
+        let mut group_fields = Vec::new();
+        for (i, e) in group_exprs.iter().enumerate() {
+            group_fields.push(Field::new(format!("g{i}"), e.data_type(&input).unwrap(), true));
+        }
+        let mut output_fields = group_fields.clone();
+        output_fields.push(Field::new("n", DataType::Int64, true));
+        output_fields.push(Field::new(
+            "ROWTIME",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ));
+        TumblingAggregateOp::new(
+            group_exprs,
+            time_keys,
+            vec![AggregateSlot::new(Arc::new(count), None).unwrap()],
+            input,
+            Arc::new(Schema::new(group_fields)),
+            Arc::new(Schema::new(output_fields)),
+        )
+        .unwrap()
+    }
+
+    /// (group key V, count, ROWTIME) of every output row.
+    fn counts(batches: &[RecordBatch]) -> Vec<(i64, i64, i64)> {
+        let mut out = Vec::new();
+        for b in batches {
+            let g = b.column(0).as_primitive::<Int64Type>();
+            let n = b.column(b.num_columns() - 2).as_primitive::<Int64Type>();
+            let t = rowtime_column(b);
+            for i in 0..b.num_rows() {
+                out.push((g.value(i), n.value(i), t.value(i)));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_declared_key_closes_on_a_greater_key_and_refuses_one_going_back() {
+        let v: Arc<dyn PhysicalExpr> = Arc::new(Column::new("V", 1));
+        let mut op = counting(vec![v], TimeKeys::Declared(0));
+        let mut errors: Vec<ErrorRow> = Vec::new();
+        let mut ctx = OpContext {
+            pump: "P",
+            errors: &mut errors,
+        };
+        let batch = crate::operators::test_input::keyed_rows(&[("a", 5, 1_000), ("b", 5, 1_500), ("c", 7, 2_000)]);
+        let out = op.on_batch(batch, &mut ctx).unwrap();
+        // The row with key 7 closes key 5 and gives it its ROWTIME.
+        assert_eq!(counts(&out), vec![(5, 2, 2_000)]);
+        // Key 6 goes back: refused, named after MONOTONIC; key 7 goes on.
+        let batch = crate::operators::test_input::keyed_rows(&[("d", 6, 2_500), ("e", 7, 3_000)]);
+        assert!(op.on_batch(batch, &mut ctx).unwrap().is_empty());
+        // A bound closes nothing (later rows may still have key 7), but moves the stamp.
+        assert!(op.on_bound(9_000, &mut ctx).unwrap().is_empty());
+        let out = op.on_bound(Millis::MAX, &mut ctx).unwrap();
+        assert_eq!(counts(&out), vec![(7, 2, 9_000)]);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].name, "MonotonicKeyError");
+        assert!(errors[0].message.contains("MONOTONIC"), "{}", errors[0].message);
+        assert_eq!(errors[0].data_rowtime, 2_500);
+    }
+
+    #[test]
+    fn a_declared_bucket_survives_a_checkpoint() {
+        let v: Arc<dyn PhysicalExpr> = Arc::new(Column::new("V", 1));
+        let mut op = counting(vec![Arc::clone(&v)], TimeKeys::Declared(0));
+        let mut errors: Vec<ErrorRow> = Vec::new();
+        let mut ctx = OpContext {
+            pump: "P",
+            errors: &mut errors,
+        };
+        let batch = crate::operators::test_input::keyed_rows(&[("a", 5, 1_000), ("b", 5, 1_500)]);
+        op.on_batch(batch, &mut ctx).unwrap();
+        let state = op.snapshot().unwrap().unwrap();
+        let mut restored = counting(vec![v], TimeKeys::Declared(0));
+        restored.restore(&state).unwrap();
+        let back = crate::operators::test_input::keyed_rows(&[("x", 4, 1_600)]);
+        assert!(restored.on_batch(back, &mut ctx).unwrap().is_empty());
+        let out = restored.on_bound(Millis::MAX, &mut ctx).unwrap();
+        assert_eq!(counts(&out), vec![(5, 2, 1_500)]);
+        assert_eq!(errors.len(), 1, "the restored bucket still knows its key");
+    }
+
+    #[test]
+    fn the_finest_of_several_rowtime_keys_ends_a_bucket() {
+        // ROWTIME floored to 60 s and to 10 s: buckets of 10 s, each stamped with its end.
+        let bucket = |width: i64| -> Arc<dyn PhysicalExpr> {
+            Arc::new(BinaryExpr::new(
+                Arc::new(CastExpr::new(
+                    Arc::new(Column::new("ROWTIME", 2)),
+                    DataType::Int64,
+                    None,
+                )),
+                BinaryOp::Divide,
+                Arc::new(Literal::new(ScalarValue::Int64(Some(width)))),
+            ))
+        };
+        let mut op = counting(vec![bucket(60_000), bucket(10_000)], TimeKeys::Rowtime(vec![0, 1]));
+        let mut errors: Vec<ErrorRow> = Vec::new();
+        let mut ctx = OpContext {
+            pump: "P",
+            errors: &mut errors,
+        };
+        let batch = crate::operators::test_input::keyed_rows(&[("a", 1, 61_000), ("b", 1, 65_000), ("c", 1, 71_000)]);
+        let out = op.on_batch(batch, &mut ctx).unwrap();
+        assert_eq!(counts(&out), vec![(1, 2, 70_000)]);
+        // A bound at the 10-second edge closes the bucket, long before the minute ends.
+        let out = op.on_bound(80_000, &mut ctx).unwrap();
+        assert_eq!(counts(&out), vec![(1, 1, 80_000)]);
+        assert!(errors.is_empty());
     }
 }

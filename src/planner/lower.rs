@@ -23,7 +23,7 @@ use crate::operators::lookup_join::LookupJoinOp;
 use crate::operators::project::ProjectOp;
 use crate::operators::sliding::{Frame, SlidingWindowOp, WindowAggregate, WindowFunction as SlidingFunction};
 use crate::operators::stagger::StaggerAggregateOp;
-use crate::operators::tumbling::{AggregateSlot, TumblingAggregateOp};
+use crate::operators::tumbling::{AggregateSlot, TimeKeys, TumblingAggregateOp};
 use crate::types::{ROWTIME, TIMESTAMP_TYPE};
 
 /// A lowered query: operators first to last, the stream they read, and the schema of
@@ -102,6 +102,98 @@ fn is_rowtime_bucket(e: &Expr) -> bool {
     !refs.is_empty() && refs.iter().all(|c| c.name == ROWTIME)
 }
 
+/// Whether `e` is the output row's ROWTIME (an unqualified ROWTIME of a select list, see
+/// `dialect::output_rowtime`).
+pub(super) fn is_output_rowtime(e: &Expr) -> bool {
+    matches!(e, Expr::ScalarFunction(f) if f.name() == crate::dialect::output_rowtime::OUTPUT_ROWTIME)
+}
+
+/// A select-list expression compiled for the projection's input batches, whose ROWTIME
+/// column (index `rowtime`) is the time of the row being generated: the output row's
+/// ROWTIME reads it.
+fn projected(e: &Expr, input: &DFSchema, rowtime: usize, catalog: &Catalog) -> Result<Arc<dyn PhysicalExpr>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::physical_expr::expressions::Column as PhysicalColumn;
+    // A name no stream column can have, compiled as an extra input column and then
+    // pointed at the batch's trailing ROWTIME.
+    const OUTPUT_COLUMN: &str = "#output ROWTIME";
+    if !e.exists(|x| Ok(is_output_rowtime(x)))? {
+        return physical(e, input, catalog);
+    }
+    let replaced = e
+        .clone()
+        .transform(|x| {
+            Ok(if is_output_rowtime(&x) {
+                Transformed::yes(Expr::Column(datafusion::common::Column::from_name(OUTPUT_COLUMN)))
+            } else {
+                Transformed::no(x)
+            })
+        })?
+        .data;
+    let extra = DFSchema::try_from(Schema::new(vec![Field::new(OUTPUT_COLUMN, TIMESTAMP_TYPE, false)]))?;
+    let compiled = physical(&replaced, &input.join(&extra)?, catalog)?;
+    Ok(compiled
+        .transform(|p| {
+            if p.downcast_ref::<PhysicalColumn>()
+                .is_some_and(|c| c.name() == OUTPUT_COLUMN)
+            {
+                let c: Arc<dyn PhysicalExpr> = Arc::new(PhysicalColumn::new(ROWTIME, rowtime));
+                return Ok(Transformed::yes(c));
+            }
+            Ok(Transformed::no(p))
+        })?
+        .data)
+}
+
+/// Is `e` a key the query declares monotonic: built on `MONOTONIC(...)` calls, with no
+/// column read outside them (`MONOTONIC(t)`, `FLOOR(MONOTONIC(t) TO MINUTE)`)?
+fn is_declared_monotonic(e: &Expr) -> bool {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    let is_call = |x: &Expr| matches!(x, Expr::ScalarFunction(f) if f.name() == "monotonic");
+    if !e.exists(|x| Ok(is_call(x))).unwrap_or(false) {
+        return false;
+    }
+    let outside = e
+        .clone()
+        .transform_down(|x| {
+            Ok(if is_call(&x) {
+                Transformed::new(
+                    Expr::Literal(ScalarValue::Null, None),
+                    true,
+                    datafusion::common::tree_node::TreeNodeRecursion::Jump,
+                )
+            } else {
+                Transformed::no(x)
+            })
+        })
+        .map(|t| t.data);
+    outside.is_ok_and(|o| o.column_refs().is_empty())
+}
+
+/// The keys of a streaming GROUP BY that tell its buckets apart: every key of ROWTIME
+/// alone (the finest decides when a bucket ends), else a key declared MONOTONIC.
+fn time_keys(agg: &datafusion::logical_expr::Aggregate, at: At) -> Result<TimeKeys> {
+    let rowtime: Vec<usize> = (0..agg.group_expr.len())
+        .filter(|&i| is_rowtime_bucket(&agg.group_expr[i]))
+        .collect();
+    if !rowtime.is_empty() {
+        return Ok(TimeKeys::Rowtime(rowtime));
+    }
+    // A declared key may be an alias of a subquery's column.
+    if let Some(k) = agg
+        .group_expr
+        .iter()
+        .position(|e| is_declared_monotonic(&as_written(e, &agg.input).expr))
+    {
+        return Ok(TimeKeys::Declared(k));
+    }
+    Err(at.error(
+        "a streaming GROUP BY needs a monotonic expression of ROWTIME among its keys, \
+         such as STEP(s.ROWTIME BY INTERVAL '1' MINUTE) or FLOOR(s.ROWTIME TO MINUTE), \
+         or a key declared monotonic such as MONOTONIC(order_time)",
+    ))
+}
+
 fn is_stagger_marker(e: &Expr) -> bool {
     matches!(e, Expr::ScalarFunction(f) if f.name() == STAGGER_WINDOW)
 }
@@ -131,10 +223,11 @@ pub fn lower(plan: &LogicalPlan, catalog: &Catalog, at: At) -> Result<Lowered> {
         }
         LogicalPlan::Projection(projection) => {
             let mut lowered = lower(&projection.input, catalog, at)?;
+            let rowtime = lowered.batch_schema.fields().len() - 1;
             let exprs = projection
                 .expr
                 .iter()
-                .map(|e| physical(e, projection.input.schema(), catalog))
+                .map(|e| projected(e, projection.input.schema(), rowtime, catalog))
                 .collect::<Result<Vec<_>>>()?;
             let schema = with_rowtime(&projection.schema);
             lowered.ops.push(Box::new(ProjectOp::new(exprs, Arc::clone(&schema))));
@@ -152,12 +245,7 @@ pub fn lower(plan: &LogicalPlan, catalog: &Catalog, at: At) -> Result<Lowered> {
             if let Some(window) = super::window_tvf::window_source(&agg.input, catalog) {
                 return super::window_tvf::lower_aggregate(agg, window, lowered, catalog, at);
             }
-            let Some(time_key) = agg.group_expr.iter().position(is_rowtime_bucket) else {
-                return Err(at.error(
-                    "a streaming GROUP BY needs a monotonic expression of ROWTIME among its keys, \
-                     such as STEP(s.ROWTIME BY INTERVAL '1' MINUTE) or FLOOR(s.ROWTIME TO MINUTE)",
-                ));
-            };
+            let time_keys = time_keys(agg, at)?;
             let input_df = agg.input.schema();
             let input_schema = Arc::clone(&lowered.batch_schema);
             let group_exprs = agg
@@ -196,7 +284,7 @@ pub fn lower(plan: &LogicalPlan, catalog: &Catalog, at: At) -> Result<Lowered> {
             let output_schema = with_rowtime(&agg.schema);
             lowered.ops.push(Box::new(TumblingAggregateOp::new(
                 group_exprs,
-                time_key,
+                time_keys,
                 aggregates,
                 input_schema,
                 Arc::new(Schema::new(group_fields)),
@@ -326,21 +414,32 @@ fn lower_sort(sort: &datafusion::logical_expr::Sort, catalog: &Catalog, at: At) 
         return Ok(lowered);
     }
     // The key as the query wrote it: DataFusion may have turned it into a column of the
-    // projection below (when it is also selected).
-    let written = through_projections(&first.expr, &sort.input);
-    let declared_monotonic = matches!(&written, Expr::ScalarFunction(f) if f.name() == "monotonic");
+    // projection below (when it is also selected, or named by alias or position), or of
+    // a GROUP BY below (when it is a grouping key).
+    let written = as_written(&first.expr, &sort.input);
+    let declared_monotonic = is_declared_monotonic(&written.expr);
     let is_time = matches!(first.expr.get_type(input_df)?, DataType::Timestamp(_, _));
-    if !first.asc || !is_time || !(declared_monotonic || is_rowtime_bucket(&written)) {
+    if !first.asc || !is_time || !(declared_monotonic || is_rowtime_bucket(&written.expr)) {
         return Err(at.error(
             "a streaming ORDER BY must lead with an ascending, monotonic expression of time such as \
              ROWTIME, FLOOR(s.ROWTIME TO SECOND) or STEP(s.ROWTIME BY INTERVAL '10' SECOND)",
         ));
     }
-    // A key of ROWTIME alone is evaluated on the batch's trailing ROWTIME column, so a
-    // rowtime bound can be probed for the key's value and close a group while idle.
-    let leading = if is_rowtime_bucket(&written) {
-        on_trailing_rowtime(&written, lowered.batch_schema.fields().len() - 1, catalog)?
+    let rowtime = lowered.batch_schema.fields().len() - 1;
+    let mut bound_key = None;
+    let leading = if !is_rowtime_bucket(&written.expr) {
+        physical(&first.expr, input_df, catalog)?
+    } else if written.aggregates == 0 {
+        // A key of ROWTIME alone is evaluated on the batch's trailing ROWTIME column, so
+        // a rowtime bound can be probed for the key's value and close a group while idle.
+        on_trailing_rowtime(&written.expr, rowtime, catalog)?
     } else {
+        // A grouping key of a tumbling GROUP BY below: rows carry its value, and the key
+        // as written (a function of the aggregate's input ROWTIME) gives the least key
+        // still to come at a bound: the bucket holding the bound is the one still open.
+        if written.aggregates == 1 && written.tumbling {
+            bound_key = Some(on_trailing_rowtime(&written.expr, rowtime, catalog)?);
+        }
         physical(&first.expr, input_df, catalog)?
     };
     let rest = rest
@@ -356,29 +455,85 @@ fn lower_sort(sort: &datafusion::logical_expr::Sort, catalog: &Catalog, at: At) 
         })
         .collect::<Result<Vec<_>>>()?;
     let schema = Arc::clone(&lowered.batch_schema);
-    lowered.ops.push(Box::new(StreamingSortOp::new(leading, rest, schema)));
+    let mut op = StreamingSortOp::new(leading, rest, schema);
+    if let Some(key) = bound_key {
+        op = op.with_bound_key(key);
+    }
+    lowered.ops.push(Box::new(op));
     Ok(lowered)
 }
 
-/// `e` with each column that a projection below computed replaced by the projection's
-/// expression (recursively), so `FLOOR(s.ROWTIME TO SECOND)` is seen as written.
-fn through_projections(e: &Expr, input: &LogicalPlan) -> Expr {
+/// An expression as the query wrote it (see [`as_written`]).
+struct Written {
+    expr: Expr,
+    /// How many GROUP BYs it was traced through: a ROWTIME in `expr` is then the time
+    /// of the aggregate's input rows, not of the rows the expression is evaluated on.
+    aggregates: usize,
+    /// Whether all of them are tumbling (not stagger windows or window functions).
+    tumbling: bool,
+}
+
+/// `e` with each column that a node below computed replaced by the node's expression
+/// (recursively, through projections, subquery aliases, filters and GROUP BY keys), so
+/// `FLOOR(s.ROWTIME TO SECOND)` is seen as written. The output row's ROWTIME of a
+/// projection is the ROWTIME of the batches that projection reads.
+fn as_written(e: &Expr, input: &LogicalPlan) -> Written {
     use datafusion::common::tree_node::{Transformed, TreeNode};
-    let LogicalPlan::Projection(p) = input else {
-        return e.clone();
-    };
-    e.clone()
+    let mut aggregates = 0;
+    let mut tumbling = true;
+    let expr = e
+        .clone()
         .transform(|x| {
-            if let Expr::Column(c) = &x
-                && let Some(i) = p.schema.maybe_index_of_column(c)
-            {
-                let inner = p.expr[i].clone().unalias();
-                return Ok(Transformed::yes(through_projections(&inner, &p.input)));
-            }
-            Ok(Transformed::no(x))
+            let Expr::Column(c) = &x else {
+                return Ok(Transformed::no(x));
+            };
+            let inner = match input {
+                LogicalPlan::Projection(p) => p.schema.maybe_index_of_column(c).map(|i| {
+                    let inner = p.expr[i].clone().unalias();
+                    if is_output_rowtime(&inner) {
+                        Written {
+                            expr: Expr::Column(datafusion::common::Column::from_name(ROWTIME)),
+                            aggregates: 0,
+                            tumbling: true,
+                        }
+                    } else {
+                        as_written(&inner, &p.input)
+                    }
+                }),
+                LogicalPlan::SubqueryAlias(a) => a.schema.maybe_index_of_column(c).map(|i| {
+                    let inner = Expr::Column(datafusion::common::Column::from(a.input.schema().qualified_field(i)));
+                    as_written(&inner, &a.input)
+                }),
+                LogicalPlan::Filter(f) => Some(as_written(&x, &f.input)),
+                LogicalPlan::Aggregate(g) => g
+                    .schema
+                    .maybe_index_of_column(c)
+                    .filter(|&i| i < g.group_expr.len())
+                    .map(|i| {
+                        let mut w = as_written(&g.group_expr[i], &g.input);
+                        w.aggregates += 1;
+                        w.tumbling &= !g.group_expr.iter().any(is_stagger_marker)
+                            && !matches!(g.input.as_ref(), LogicalPlan::Window(_));
+                        w
+                    }),
+                _ => None,
+            };
+            Ok(match inner {
+                Some(w) => {
+                    aggregates = aggregates.max(w.aggregates);
+                    tumbling &= w.tumbling;
+                    Transformed::yes(w.expr)
+                }
+                None => Transformed::no(x),
+            })
         })
         .map(|t| t.data)
-        .unwrap_or_else(|_| e.clone())
+        .unwrap_or_else(|_| e.clone());
+    Written {
+        expr,
+        aggregates,
+        tumbling,
+    }
 }
 
 /// A function of ROWTIME alone compiled to read the batch's trailing ROWTIME column

@@ -1,6 +1,6 @@
 //! Functions that exist for the planner's sake: `stagger_window(range)` marks a
 //! `WINDOWED BY STAGGER` grouping (see `dialect::tokens`), `current_row_timestamp()` is
-//! KDA's per-row wall clock.
+//! KDA's per-row wall clock, `sluice_output_rowtime()` the output row's ROWTIME.
 
 use std::sync::Arc;
 
@@ -55,6 +55,29 @@ impl ScalarUDFImpl for CurrentRowTimestamp {
         Ok(ColumnarValue::Array(Arc::new(TimestampMillisecondArray::from(
             vec![now; args.number_rows],
         ))))
+    }
+}
+
+/// `sluice_output_rowtime()`: an unqualified ROWTIME in a select list, meaning the time
+/// of the row being generated (see `dialect::output_rowtime`). The lowering compiles it
+/// to the trailing ROWTIME column of the projection's input batches; it is never invoked.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct OutputRowtime {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for OutputRowtime {
+    fn name(&self) -> &str {
+        crate::dialect::output_rowtime::OUTPUT_ROWTIME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(TIMESTAMP_TYPE)
+    }
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        datafusion::common::exec_err!("ROWTIME of the output row is only known in a select list")
     }
 }
 
@@ -115,6 +138,10 @@ pub fn marker_udfs() -> Vec<Arc<ScalarUDF>> {
             signature: Signature::any(1, Volatility::Immutable),
         })),
         Arc::new(super::stream_join::marker_udf()),
+        // Volatile: it must never be folded to a constant.
+        Arc::new(ScalarUDF::new_from_impl(OutputRowtime {
+            signature: Signature::nullary(Volatility::Volatile),
+        })),
         Arc::new(ScalarUDF::new_from_impl(CurrentRowTimestamp {
             signature: Signature::nullary(Volatility::Volatile),
         })),

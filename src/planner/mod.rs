@@ -373,6 +373,8 @@ pub fn plan_query(query: &ast::Query, catalog: &Catalog, at: Location) -> Result
         },
     )?;
     normalize::normalize_query(&mut query);
+    let aggregates = catalog.state().aggregate_functions();
+    crate::dialect::output_rowtime::mark(&mut query, &|name| aggregates.contains_key(name));
     let shared_names = dialect::select_names::make_unique(&mut query);
     let options = ParserOptions::new()
         .with_enable_ident_normalization(false)
@@ -611,7 +613,8 @@ fn plan_pump(p: &PumpStatement, catalog: &Catalog, streams: &[StreamDecl]) -> Re
 
 /// The output column a pump's select list names `ROWTIME` with an expression of its own
 /// (`SELECT STREAM event_time AS ROWTIME, ...`): it sets the rows' ROWTIME instead of
-/// filling a column. Selecting the input's ROWTIME itself changes nothing.
+/// filling a column. Selecting the input's or the output row's ROWTIME itself changes
+/// nothing.
 fn rowtime_override(plan: &LogicalPlan) -> Option<usize> {
     use datafusion::logical_expr::Expr;
     let projection = match plan {
@@ -623,7 +626,9 @@ fn rowtime_override(plan: &LogicalPlan) -> Option<usize> {
         _ => return None,
     };
     projection.expr.iter().position(|e| match e {
-        Expr::Alias(a) if a.name == ROWTIME => !matches!(a.expr.as_ref(), Expr::Column(c) if c.name == ROWTIME),
+        Expr::Alias(a) if a.name == ROWTIME => {
+            !matches!(a.expr.as_ref(), Expr::Column(c) if c.name == ROWTIME) && !lower::is_output_rowtime(&a.expr)
+        }
         _ => false,
     })
 }

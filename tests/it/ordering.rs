@@ -266,3 +266,49 @@ fn order_by_without_a_time_leading_key_is_a_positioned_error() {
     assert!(err.contains("line 2"), "{err}");
     assert!(err.contains("monotonic expression of time"), "{err}");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// `ORDER BY STEP(ROWTIME BY 10 s), SUM(V) DESC` after `GROUP BY K, STEP(...)`: each
+    /// bucket's groups come out together, largest sum first (NULL sums last), stamped
+    /// with the bucket's start (A7), in bucket order. Groups with equal sums may come in
+    /// either order: they are compared as a set.
+    #[test]
+    fn order_by_step_after_group_by_sorts_each_bucket(input in input()) {
+        let sql = format!(
+            "CREATE OR REPLACE STREAM \"OUT\" (K VARCHAR(8), V BIGINT);\n\
+             CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\"\n\
+             SELECT STREAM K, SUM(V) FROM {S}\n\
+             GROUP BY K, STEP({S}.ROWTIME BY INTERVAL '10' SECOND)\n\
+             ORDER BY STEP({S}.ROWTIME BY INTERVAL '10' SECOND), SUM(V) DESC NULLS LAST;"
+        );
+        let got = rows(&run_keyed(&sql, &input, &runtime()));
+        // bucket start → key → sum (None: only NULL values)
+        let mut buckets: BTreeMap<i64, BTreeMap<Option<String>, Option<i64>>> = BTreeMap::new();
+        for (k, v, t) in &input {
+            let sum = buckets.entry(t.div_euclid(10_000) * 10_000).or_default().entry(k.clone()).or_insert(None);
+            if let Some(v) = v {
+                *sum = Some(sum.unwrap_or(0) + v);
+            }
+        }
+        let rank = |s: &Option<i64>| s.map_or((1, 0), |s| (0, -s));
+        let mut expected: Vec<KeyedRow> = Vec::new();
+        for (start, groups) in &buckets {
+            let mut sorted: Vec<_> = groups.iter().collect();
+            sorted.sort_by_key(|(k, s)| (rank(s), (*k).clone()));
+            expected.extend(sorted.into_iter().map(|(k, s)| (k.clone(), *s, *start)));
+        }
+        // The order among equal sums is free: sort each run of equal (ROWTIME, sum) by key.
+        let canonical = |mut rows: Vec<KeyedRow>| {
+            let mut i = 0;
+            while i < rows.len() {
+                let j = (i..rows.len()).find(|&j| (rows[j].2, rows[j].1) != (rows[i].2, rows[i].1)).unwrap_or(rows.len());
+                rows[i..j].sort();
+                i = j;
+            }
+            rows
+        };
+        prop_assert_eq!(canonical(got), canonical(expected));
+    }
+}
