@@ -243,9 +243,10 @@ pub fn plan_query(query: &ast::Query, catalog: &Catalog, at: Location) -> Result
     let plan = planner
         .sql_statement_to_plan(ast::Statement::Query(query))
         .map_err(|e| df_error(e, at))?;
-    Analyzer::new()
+    let plan = Analyzer::new()
         .execute_and_check(plan, catalog.state().config_options(), |_, _| {})
-        .map_err(|e| df_error(e, at))
+        .map_err(|e| df_error(e, at))?;
+    stream_join::where_into_joins(plan)
 }
 
 /// A pump whose query is `A UNION ALL B ...` becomes one pump per branch writing the

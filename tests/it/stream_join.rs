@@ -48,13 +48,24 @@ struct Join<'a> {
 }
 
 fn rows(seed: u64, n: usize) -> Vec<Row> {
+    // Many repeated ROWTIMEs, steps across the window edges.
+    rows_with(
+        seed,
+        n,
+        &[0, 0, 1, 7, 120, 250, 999, 1_000],
+        &["a", "b", "c", "d", "e", "f", "g"],
+    )
+}
+
+/// Rows whose ROWTIMEs advance by `steps` (picked at random) and whose keys are `keys`
+/// ("g" stands for NULL).
+fn rows_with(seed: u64, n: usize, steps: &[i64], keys: &[&str]) -> Vec<Row> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut t = START;
     (0..n as i64)
         .map(|v| {
-            // Many repeated ROWTIMEs, steps across the window edges.
-            t += [0, 0, 1, 7, 120, 250, 999, 1_000][rng.random_range(0..8)];
-            let k = ["a", "b", "c", "d", "e", "f", "g"][rng.random_range(0..7)];
+            t += steps[rng.random_range(0..steps.len())];
+            let k = keys[rng.random_range(0..keys.len())];
             Row {
                 k: (k != "g").then(|| k.to_string()),
                 v,
@@ -485,11 +496,85 @@ fn join_mistakes_are_reported_and_unsupported_forms_named() {
         "SELECT STREAM a.V, b.V FROM \"A\" AS a JOIN \"B\" OVER (ROWS 2 PRECEDING) AS b USING (K)",
         "USING",
     );
+    sql_error(
+        "SELECT STREAM a.V, b.V FROM \"A\" AS a, \"B\" AS b WHERE a.K = b.K",
+        "a.ROWTIME = b.ROWTIME",
+    );
+    // a windowed join's ROWTIME columns other than the driving side's are not its rows' time
+    sql_error(
+        "SELECT STREAM a.V, c.V FROM \"A\" AS a JOIN \"B\" OVER (ROWS 2 PRECEDING) AS b ON a.K = b.K \
+         JOIN \"B\" AS c ON b.ROWTIME = c.ROWTIME",
+        "window on at least one side",
+    );
     unsupported(
         "SELECT STREAM a.V, c.V FROM \"A\" AS a JOIN \"B\" OVER (ROWS 2 PRECEDING) AS b ON a.K = b.K \
          JOIN \"B\" OVER (ROWS 2 PRECEDING) AS c ON a.K = c.K",
         "more than two streams",
     );
+}
+
+/// `ON a.ROWTIME = b.ROWTIME` without a window: the rows of one instant pair up, by the
+/// definition (no side drives; an unmatched row of a preserved side comes out at its
+/// own ROWTIME).
+fn same_instant_oracle(left: &[Row], right: &[Row], preserve: (bool, bool)) -> Vec<Out> {
+    let mut out = Vec::new();
+    let mut right_matched = vec![false; right.len()];
+    for l in left {
+        let mut matched = false;
+        for (j, r) in right.iter().enumerate() {
+            if l.t == r.t && l.k.is_some() && l.k == r.k {
+                out.push((Some(l.v), Some(r.v), l.t));
+                matched = true;
+                right_matched[j] = true;
+            }
+        }
+        if preserve.0 && !matched {
+            out.push((Some(l.v), None, l.t));
+        }
+    }
+    if preserve.1 {
+        for (j, r) in right.iter().enumerate() {
+            if !right_matched[j] {
+                out.push((None, Some(r.v), r.t));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_rowtime_equality_joins_the_rows_of_one_instant() {
+    // Runs of rows at one instant, then a step that no window would bridge.
+    let input = rows_with(31, 600, &[0, 0, 0, 1, 1_000], &["a", "b", "c", "g"]);
+    let (a, b) = sides(&input);
+    for (query, preserve) in [
+        (
+            "SELECT STREAM a.V, b.V FROM \"A\" AS a, \"B\" AS b WHERE a.ROWTIME = b.ROWTIME AND a.K = b.K",
+            (false, false),
+        ),
+        (
+            "SELECT STREAM a.V, b.V FROM \"A\" AS a JOIN \"B\" AS b ON b.ROWTIME = a.ROWTIME AND a.K = b.K",
+            (false, false),
+        ),
+        (
+            "SELECT STREAM a.V, b.V FROM \"A\" AS a LEFT JOIN \"B\" AS b ON a.ROWTIME = b.ROWTIME AND a.K = b.K",
+            (true, false),
+        ),
+        (
+            "SELECT STREAM a.V, b.V FROM \"A\" AS a RIGHT JOIN \"B\" AS b ON a.ROWTIME = b.ROWTIME AND a.K = b.K",
+            (false, true),
+        ),
+        (
+            "SELECT STREAM a.V, b.V FROM \"A\" AS a FULL JOIN \"B\" AS b ON a.ROWTIME = b.ROWTIME AND a.K = b.K",
+            (true, true),
+        ),
+    ] {
+        let expected = same_instant_oracle(&a, &b, preserve);
+        let pairs = expected.iter().filter(|o| o.0.is_some() && o.1.is_some()).count();
+        assert!(pairs > 50, "the input pairs rows of one instant: {pairs}");
+        assert_eq!(run(query, &input), expected, "{query}");
+    }
 }
 
 /// The join's window state and its feed hub's held rows are checkpointed: a run killed
