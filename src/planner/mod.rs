@@ -187,8 +187,10 @@ pub fn plan_application(app: &AppSpec) -> Result<ApplicationPlan> {
                 }
                 let mut pump = plan_pump(&p, &catalog, &streams)?;
                 // A join of two streams reads an internal stream its side pumps fill.
-                if let Some((decl, feeds)) = stream_join::plan_feeds(&p, &catalog, &mut pump)? {
-                    declare(&mut streams, &mut catalog, decl);
+                if let Some((decls, feeds)) = stream_join::plan_feeds(&p, &catalog, &mut pump)? {
+                    for decl in decls {
+                        declare(&mut streams, &mut catalog, decl);
+                    }
                     pumps.extend(feeds);
                 }
                 pumps.push(pump);

@@ -13,7 +13,9 @@
 //!
 //! The operator reads one internal stream, `<pump>#JOIN1`, which two generated pumps fill
 //! (one per side: the side's own operators, then a [`JoinFeedOp`]); its hub merges them in
-//! ROWTIME order. [`plan_feeds`] plans those pumps.
+//! ROWTIME order. [`plan_feeds`] plans those pumps. Joins of more streams are left-deep
+//! chains: in `a JOIN b OVER (...) ON ... JOIN c OVER (...) ON ...` the join with `c`
+//! reads `<pump>#JOIN1`, whose left pump runs the join of `a` and `b` over `<pump>#JOIN2`.
 //!
 //! Without a window, an equality of the sides' ROWTIMEs (`ON a.ROWTIME = b.ROWTIME`, or
 //! `FROM a, b WHERE a.ROWTIME = b.ROWTIME`: [`where_into_joins`] makes an inner join's
@@ -438,8 +440,16 @@ pub fn lower_stream_join(join: &Join, catalog: &Catalog, at: At) -> Result<Lower
 }
 
 fn feed_schema_of(join: &Join) -> datafusion::arrow::datatypes::SchemaRef {
-    let fields =
-        |plan: &LogicalPlan| -> Vec<Field> { plan.schema().fields().iter().map(|f| f.as_ref().clone()).collect() };
+    // Qualified names: a side that is itself a join has several columns of one name.
+    let fields = |plan: &LogicalPlan| -> Vec<Field> {
+        plan.schema()
+            .iter()
+            .map(|(qualifier, f)| match qualifier {
+                Some(q) => f.as_ref().clone().with_name(format!("{q}.{}", f.name())),
+                None => f.as_ref().clone(),
+            })
+            .collect()
+    };
     feed_schema(&fields(&join.left), &fields(&join.right))
 }
 
@@ -468,12 +478,13 @@ fn find_stream_join<'a>(plan: &'a LogicalPlan, catalog: &Catalog) -> Option<&'a 
 
 /// When `pump` reads a stream join's feed: names the feed stream after the pump and
 /// plans it, with the two pumps that fill it (each side's own operators, then a
-/// [`JoinFeedOp`]).
+/// [`JoinFeedOp`]). A side that is itself a join of streams (`a JOIN b ... JOIN c ...`)
+/// reads a feed of its own, planned the same way: a chain `<pump>#JOIN1`, `#JOIN2`, ...
 pub fn plan_feeds(
     p: &PumpStatement,
     catalog: &Catalog,
     pump: &mut PumpPlan,
-) -> Result<Option<(StreamDecl, Vec<PumpPlan>)>> {
+) -> Result<Option<(Vec<StreamDecl>, Vec<PumpPlan>)>> {
     if pump.source != FEED_PLACEHOLDER {
         return Ok(None);
     }
@@ -483,38 +494,63 @@ pub fn plan_feeds(
     };
     let plan = super::plan_query(&p.query, catalog, p.location)?;
     let join = find_stream_join(&plan, catalog).ok_or_else(|| at.error("no join of two streams found"))?;
-    let stream = format!("{}#JOIN1", p.name);
-    let schema = feed_schema_of(join);
-    let (left_columns, right_columns) = (join.left.schema().fields().len(), join.right.schema().fields().len());
-    let mut pumps = Vec::new();
-    for (side, input, name) in [(Side::Left, &join.left, "LEFT"), (Side::Right, &join.right, "RIGHT")] {
-        let lowered = lower::lower(input, catalog, at)?;
-        if lowered.source == FEED_PLACEHOLDER {
-            return Err(at.unsupported("joining more than two streams in one query (join two, then join the result)"));
-        }
-        let mut ops = lowered.ops;
-        ops.push(Box::new(JoinFeedOp::new(
-            side,
-            left_columns,
-            right_columns,
-            Arc::clone(&schema),
-        )));
-        let pump_name = format!("{stream}#{name}");
-        pumps.push(PumpPlan {
-            name: pump_name.clone(),
-            source: lowered.source,
-            target: stream.clone(),
-            pipeline: Pipeline::new(&pump_name, ops),
-        });
-    }
-    let decl = StreamDecl {
-        name: stream.clone(),
-        schema,
-        kind: RelationKind::Stream,
-        columns: vec![],
+    let mut feeds = Feeds {
+        pump: &p.name,
+        catalog,
+        at,
+        streams: Vec::new(),
+        pumps: Vec::new(),
     };
-    pump.source = stream;
-    Ok(Some((decl, pumps)))
+    pump.source = feeds.plan(join)?;
+    Ok(Some((feeds.streams, feeds.pumps)))
+}
+
+/// The feed streams of one query's stream joins and the pumps that fill them.
+struct Feeds<'a> {
+    pump: &'a str,
+    catalog: &'a Catalog,
+    at: At,
+    streams: Vec<StreamDecl>,
+    pumps: Vec<PumpPlan>,
+}
+
+impl Feeds<'_> {
+    /// Plans `join`'s feed stream and its two side pumps; returns the stream's name.
+    fn plan(&mut self, join: &Join) -> Result<String> {
+        let stream = format!("{}#JOIN{}", self.pump, self.streams.len() + 1);
+        let schema = feed_schema_of(join);
+        self.streams.push(StreamDecl {
+            name: stream.clone(),
+            schema: Arc::clone(&schema),
+            kind: RelationKind::Stream,
+            columns: vec![],
+        });
+        let (left_columns, right_columns) = (join.left.schema().fields().len(), join.right.schema().fields().len());
+        for (side, input, name) in [(Side::Left, &join.left, "LEFT"), (Side::Right, &join.right, "RIGHT")] {
+            let mut lowered = lower::lower(input, self.catalog, self.at)?;
+            if lowered.source == FEED_PLACEHOLDER {
+                // Joined streams joined again: the inner join's result is this side.
+                let inner = find_stream_join(input, self.catalog)
+                    .ok_or_else(|| self.at.error("no join of two streams found"))?;
+                lowered.source = self.plan(inner)?;
+            }
+            let mut ops = lowered.ops;
+            ops.push(Box::new(JoinFeedOp::new(
+                side,
+                left_columns,
+                right_columns,
+                Arc::clone(&schema),
+            )));
+            let pump_name = format!("{stream}#{name}");
+            self.pumps.push(PumpPlan {
+                name: pump_name.clone(),
+                source: lowered.source,
+                target: stream.clone(),
+                pipeline: Pipeline::new(&pump_name, ops),
+            });
+        }
+        Ok(stream)
+    }
 }
 
 /// `FROM a, b WHERE ...` (and `FROM a JOIN b ON ... WHERE ...`): the WHERE condition of
