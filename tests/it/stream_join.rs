@@ -426,10 +426,15 @@ fn a_self_join_pairs_each_row_with_its_own_window_including_itself() {
     assert_eq!(got, expected);
 }
 
+/// Plans `query` as the pump into OUT, with the streams A and B and a reference table
+/// T (K VARCHAR(8), W BIGINT).
 fn plan(query: &str) -> Result<sluice::planner::ApplicationPlan, sluice::SluiceError> {
+    use sluice::app::{RecordColumn, RecordFormat, RecordSchema, ReferenceLocation, ReferenceSpec};
+    use sluice::types::{ColumnDef, SqlType};
     let file = super::write_recording(&[]);
+    let table = super::write_recording(&["a,1".to_string()]);
     let sql = format!("{STREAMS}CREATE OR REPLACE PUMP \"J\" AS INSERT INTO \"OUT\"\n  {query};");
-    let app = super::recorded_app(
+    let mut app = super::recorded_app(
         &sql,
         &[
             ("K", "VARCHAR(8)", "$.k"),
@@ -439,7 +444,50 @@ fn plan(query: &str) -> Result<sluice::planner::ApplicationPlan, sluice::SluiceE
         file.path(),
         &[],
     );
+    app.references.push(ReferenceSpec {
+        table: "T".into(),
+        schema: RecordSchema {
+            columns: [("K", "VARCHAR(8)"), ("W", "BIGINT")]
+                .iter()
+                .map(|(n, t)| RecordColumn {
+                    column: ColumnDef::new(*n, SqlType::parse(t).unwrap()),
+                    mapping: None,
+                })
+                .collect(),
+            format: RecordFormat::Csv {
+                row_delimiter: "\n".into(),
+                column_delimiter: ",".into(),
+            },
+        },
+        location: ReferenceLocation::File(table.path().to_path_buf()),
+        skip_header_lines: 0,
+        refresh_interval: None,
+    });
     sluice::planner::plan_application(&app)
+}
+
+#[test]
+fn a_reference_table_first_is_looked_up_and_a_join_keeping_its_rows_refused() {
+    use sluice::SluiceError::Unsupported;
+    let planned = plan("SELECT STREAM t.W, a.V FROM \"T\" AS t RIGHT JOIN \"A\" AS a ON t.K = a.K").unwrap();
+    let pump = planned.pumps.iter().find(|p| p.name == "J").unwrap();
+    assert_eq!(pump.source, "A");
+    assert_eq!(pump.pipeline.describe()[..2], ["LookupJoin", "Project"]);
+    for query in [
+        "SELECT STREAM t.W, a.V FROM \"T\" AS t LEFT JOIN \"A\" AS a ON t.K = a.K",
+        "SELECT STREAM t.W, a.V FROM \"T\" AS t FULL JOIN \"A\" AS a ON t.K = a.K",
+        "SELECT STREAM t.W, a.V FROM \"A\" AS a RIGHT JOIN \"T\" AS t ON t.K = a.K",
+    ] {
+        match plan(query) {
+            Err(Unsupported { line, feature, .. }) => {
+                assert_eq!(line, 7, "{feature}");
+                assert!(feature.contains("keeps the rows of reference table \"T\""), "{feature}");
+                assert!(feature.contains("FROM stream LEFT JOIN \"T\""), "{feature}");
+            }
+            Err(other) => panic!("{query}: expected an unsupported feature, got {other}"),
+            Ok(_) => panic!("{query}: planned"),
+        }
+    }
 }
 
 #[test]
