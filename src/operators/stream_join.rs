@@ -20,6 +20,11 @@
 //! window), a `ROWS n` row when n + 1 newer rows of its side are in. Both keep the
 //! output non-decreasing in ROWTIME.
 //!
+//! A join on `a.ROWTIME = b.ROWTIME` without a window ([`JoinWindow::SameInstant`] on
+//! both sides) pairs the rows of one instant: both sides are indexed, the left rows of
+//! the instant look up the right ones, and every row leaves when its instant is done
+//! (unmatched rows of a preserved side padded at their own ROWTIME).
+//!
 //! Keys are compared in Arrow's row format through a hash index per windowed side; the
 //! condition beyond the equalities runs as one `PhysicalExpr` over the candidate pairs.
 //! Rows leave the index and the buffer as time advances (rows and rowtime bounds), so
@@ -53,6 +58,11 @@ pub enum JoinWindow {
     Range(Millis),
     /// `ROWS n PRECEDING`: the side's n + 1 most recent rows (A4).
     Rows(u64),
+    /// `ON a.ROWTIME = b.ROWTIME` without a window: the rows of the driving row's own
+    /// instant. Both sides carry it, so no side drives: the rows of one instant pair up
+    /// once that instant is complete, and an unmatched row of a preserved side comes out
+    /// then, at its own ROWTIME (not one millisecond later, as a `RANGE 0` row would).
+    SameInstant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,6 +334,12 @@ impl StreamJoinOp {
                 "a stream-to-stream join needs a window on at least one side",
             ));
         }
+        let same_instant = [left.window, right.window].map(|w| w == Some(JoinWindow::SameInstant));
+        if same_instant[0] != same_instant[1] {
+            return Err(SluiceError::runtime(
+                "a same-instant join has the same-instant window on both sides",
+            ));
+        }
         if left.keys.len() != right.keys.len() {
             return Err(SluiceError::runtime("join keys differ in number between the sides"));
         }
@@ -503,18 +519,20 @@ impl StreamJoinOp {
         self.rows[0].visible = ends[0];
         self.rows[1].visible = ends[1];
         let windowed = [self.sides[0].window.is_some(), self.sides[1].window.is_some()];
+        let same_instant = self.sides[0].window == Some(JoinWindow::SameInstant);
         if windowed[1] {
             self.drive(Side::Left, starts[0]..ends[0], ends[1], time);
         }
-        if windowed[0] {
+        if windowed[0] && !same_instant {
             // With both sides windowed, the left rows of this instant already met these.
             let stop = if windowed[1] { starts[0] } else { ends[0] };
             self.drive(Side::Right, starts[1]..ends[1], stop, time);
         }
-        // An unwindowed side's rows take part only at their own instant; a preserved
-        // one's unmatched rows come out now.
+        // An unwindowed side's rows take part only at their own instant, as do the rows
+        // of a same-instant join; a preserved side's unmatched rows come out now.
         for side in [Side::Left, Side::Right] {
-            if !windowed[side.at()] {
+            let window = self.sides[side.at()].window;
+            if window.is_none() || window == Some(JoinWindow::SameInstant) {
                 if self.sides[side.at()].preserved {
                     self.emitted.pads[side.at()].extend((starts[side.at()]..ends[side.at()]).map(|seq| (seq, time)));
                 }
@@ -1080,6 +1098,38 @@ mod tests {
         h.send(Side::Left, &[(None, 1, 1)]);
         h.bound(Millis::MAX);
         assert_eq!(h.take(), vec![(Some(1), None, 1)]);
+    }
+
+    #[test]
+    fn a_same_instant_join_pairs_rows_of_equal_rowtime_and_pads_at_that_instant() {
+        let w = Some(JoinWindow::SameInstant);
+        for (preserve, expected) in [
+            ((false, false), vec![(Some(1), Some(10), 5), (Some(1), Some(11), 5)]),
+            (
+                (true, true),
+                vec![
+                    (Some(0), None, 0),
+                    (None, Some(9), 3),
+                    (Some(1), Some(10), 5),
+                    (Some(1), Some(11), 5),
+                    (Some(2), None, 5),
+                    (None, Some(12), 7),
+                ],
+            ),
+        ] {
+            let mut h = harness((w, preserve.0), (w, preserve.1), true, None);
+            h.send(Side::Left, &[(Some("a"), 0, 0)]);
+            h.send(Side::Right, &[(Some("a"), 9, 3)]);
+            // the right rows of instant 5 come before and after the left ones
+            h.send(Side::Right, &[(Some("a"), 10, 5)]);
+            h.send(Side::Left, &[(Some("a"), 1, 5), (Some("b"), 2, 5)]);
+            h.send(Side::Right, &[(Some("a"), 11, 5)]);
+            h.send(Side::Right, &[(Some("a"), 12, 7)]);
+            h.bound(8);
+            // every row has left the join once its instant is done
+            assert!(h.op.rows.iter().all(|r| r.rowtimes.is_empty()));
+            assert_eq!(h.take(), expected, "preserved {preserve:?}");
+        }
     }
 
     #[test]

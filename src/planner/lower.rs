@@ -847,26 +847,41 @@ fn reference_table(plan: &LogicalPlan, catalog: &Catalog) -> Option<String> {
 
 fn lower_join(join: &datafusion::logical_expr::Join, catalog: &Catalog, at: At) -> Result<Lowered> {
     use datafusion::common::JoinType;
-    let table = match (
+    // `FROM table JOIN stream` is the same lookup as `FROM stream JOIN table`, with the
+    // columns in the order written; `table RIGHT JOIN stream` keeps every stream row.
+    let (table, table_first) = match (
         reference_table(&join.left, catalog),
         reference_table(&join.right, catalog),
     ) {
-        (None, Some(t)) => t,
-        (Some(_), None) => {
-            return Err(
-                at.unsupported("a join with the reference table first; write the stream first: FROM stream JOIN table")
-            );
-        }
+        (None, Some(t)) => (t, false),
+        (Some(t), None) => (t, true),
         (Some(_), Some(_)) => return Err(at.unsupported("joining two reference tables")),
         (None, None) => return super::stream_join::lower_stream_join(join, catalog, at),
     };
     if super::stream_join::has_window(join) {
         return Err(at.error("a reference table takes no window (OVER); only a joined stream does"));
     }
-    let left_outer = match join.join_type {
-        JoinType::Inner => false,
-        JoinType::Left => true,
-        other => return Err(at.unsupported(format!("{other} JOIN of a stream with a reference table"))),
+    let (stream_plan, table_plan) = if table_first {
+        (&join.right, &join.left)
+    } else {
+        (&join.left, &join.right)
+    };
+    let stream_outer = match (join.join_type, table_first) {
+        (JoinType::Inner, _) => false,
+        (JoinType::Left, false) | (JoinType::Right, true) => true,
+        (JoinType::Left | JoinType::Right | JoinType::Full, _) => {
+            let kind = match join.join_type {
+                JoinType::Left => "LEFT",
+                JoinType::Right => "RIGHT",
+                _ => "FULL",
+            };
+            return Err(at.unsupported(format!(
+                "a {kind} JOIN that keeps the rows of reference table \"{table}\" (a stream is not \
+                 joined to every table row); to keep every stream row write \
+                 FROM stream LEFT JOIN \"{table}\" ON ... (or \"{table}\" RIGHT JOIN stream)"
+            )));
+        }
+        (other, _) => return Err(at.unsupported(format!("{other} JOIN of a stream with a reference table"))),
     };
     // DataFusion's SQL planner keeps `ON a = b` in the join filter (its optimizer
     // extracts the equalities later); take the equalities between the two sides here.
@@ -874,26 +889,52 @@ fn lower_join(join: &datafusion::logical_expr::Join, catalog: &Catalog, at: At) 
     if on.is_empty() {
         return Err(at.unsupported("a stream-to-table join without an equality condition (ON stream.a = table.b)"));
     }
-    if filter.is_some() && left_outer {
+    if filter.is_some() && stream_outer {
         return Err(at.unsupported("a LEFT JOIN condition beyond column equalities"));
     }
-    let mut lowered = lower(&join.left, catalog, at)?;
-    let probe: Vec<Expr> = on.iter().map(|(l, _)| l.clone()).collect();
-    let build: Vec<Expr> = on.iter().map(|(_, r)| r.clone()).collect();
-    let probe_keys = physical_all(&probe, join.left.schema(), catalog)?;
-    let build_keys = physical_all(&build, join.right.schema(), catalog)?;
+    let mut lowered = lower(stream_plan, catalog, at)?;
+    let (probe, build): (Vec<Expr>, Vec<Expr>) = if table_first {
+        on.iter().map(|(l, r)| (r.clone(), l.clone())).unzip()
+    } else {
+        on.iter().cloned().unzip()
+    };
+    let probe_keys = physical_all(&probe, stream_plan.schema(), catalog)?;
+    let build_keys = physical_all(&build, table_plan.schema(), catalog)?;
     let data = catalog
         .table_data(&table)
         .ok_or_else(|| at.error(format!("reference table \"{table}\" has no data")))?;
     let output_schema = with_rowtime(&join.schema);
+    let (stream_columns, table_columns) = (stream_plan.schema().fields().len(), table_plan.schema().fields().len());
+    // The lookup emits the stream's columns first; with the table first, a projection
+    // puts them in the order of the query.
+    let lookup_schema = if table_first {
+        let fields = output_schema.fields();
+        let stream_then_table = fields[table_columns..table_columns + stream_columns]
+            .iter()
+            .chain(&fields[..table_columns])
+            .chain(std::iter::once(&fields[table_columns + stream_columns]));
+        Arc::new(Schema::new(stream_then_table.cloned().collect::<Vec<_>>()))
+    } else {
+        Arc::clone(&output_schema)
+    };
     lowered.ops.push(Box::new(LookupJoinOp::new(
         Arc::clone(data),
         build_keys,
         probe_keys,
-        join.left.schema().fields().len(),
-        left_outer,
-        Arc::clone(&output_schema),
+        stream_columns,
+        stream_outer,
+        Arc::clone(&lookup_schema),
     )?));
+    if table_first {
+        use datafusion::physical_expr::expressions::Column as PhysicalColumn;
+        let as_written = (stream_columns..stream_columns + table_columns)
+            .chain(0..stream_columns)
+            .map(|i| -> Arc<dyn PhysicalExpr> { Arc::new(PhysicalColumn::new(lookup_schema.field(i).name(), i)) })
+            .collect();
+        lowered
+            .ops
+            .push(Box::new(ProjectOp::new(as_written, Arc::clone(&output_schema))));
+    }
     lowered.batch_schema = Arc::clone(&output_schema);
     if let Some(filter) = &filter {
         let predicate = physical(filter, &join.schema, catalog)?;

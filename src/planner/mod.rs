@@ -261,8 +261,10 @@ fn plan_application_on_this_thread(app: &AppSpec) -> Result<ApplicationPlan> {
                 }
                 let mut pump = plan_pump(&p, &catalog, &streams)?;
                 // A join of two streams reads an internal stream its side pumps fill.
-                if let Some((decl, feeds)) = stream_join::plan_feeds(&p, &catalog, &mut pump)? {
-                    declare(&mut streams, &mut catalog, decl);
+                if let Some((decls, feeds)) = stream_join::plan_feeds(&p, &catalog, &mut pump)? {
+                    for decl in decls {
+                        declare(&mut streams, &mut catalog, decl);
+                    }
                     pumps.extend(feeds);
                 }
                 pumps.push(pump);
@@ -384,9 +386,10 @@ pub fn plan_query(query: &ast::Query, catalog: &Catalog, at: Location) -> Result
     let plan = planner
         .sql_statement_to_plan(ast::Statement::Query(query))
         .map_err(|e| planning_error(e, &shared_names, at))?;
-    Analyzer::new()
+    let plan = Analyzer::new()
         .execute_and_check(plan, catalog.state().config_options(), |_, _| {})
-        .map_err(|e| df_error(e, at))
+        .map_err(|e| df_error(e, at))?;
+    stream_join::where_into_joins(plan)
 }
 
 /// A pump whose query is `A UNION ALL B ...` becomes one pump per branch writing the

@@ -13,7 +13,13 @@
 //!
 //! The operator reads one internal stream, `<pump>#JOIN1`, which two generated pumps fill
 //! (one per side: the side's own operators, then a [`JoinFeedOp`]); its hub merges them in
-//! ROWTIME order. [`plan_feeds`] plans those pumps.
+//! ROWTIME order. [`plan_feeds`] plans those pumps. Joins of more streams are left-deep
+//! chains: in `a JOIN b OVER (...) ON ... JOIN c OVER (...) ON ...` the join with `c`
+//! reads `<pump>#JOIN1`, whose left pump runs the join of `a` and `b` over `<pump>#JOIN2`.
+//!
+//! Without a window, an equality of the sides' ROWTIMEs (`ON a.ROWTIME = b.ROWTIME`, or
+//! `FROM a, b WHERE a.ROWTIME = b.ROWTIME`: [`where_into_joins`] makes an inner join's
+//! WHERE part of its condition) joins the rows of one instant ([`JoinWindow::SameInstant`]).
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -22,7 +28,7 @@ use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{JoinType, ScalarValue};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, Join, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::sql::sqlparser::ast::{
     self, BinaryOperator, JoinConstraint, JoinOperator, NamedWindowDefinition, NamedWindowExpr, Query, Select, SetExpr,
@@ -297,8 +303,89 @@ fn take_windows(condition: Option<Expr>, at: At) -> Result<([Option<JoinWindow>;
     Ok((windows, conjunction(rest)))
 }
 
+/// A stream join's condition taken apart: the equalities between the sides (the keys),
+/// each side's window, and the rest of the condition.
+struct JoinShape {
+    on: Vec<(Expr, Expr)>,
+    windows: [Option<JoinWindow>; 2],
+    rest: Option<Expr>,
+}
+
+/// Takes a stream join's condition apart. Without a window, an equality of the two
+/// sides' ROWTIMEs (`a.ROWTIME = b.ROWTIME`) makes it a join of the rows of one instant
+/// (a window of zero width on both sides); the equality is then no key.
+fn shape_of(join: &Join, catalog: &Catalog, at: At) -> Result<JoinShape> {
+    let (on, rest) = lower::split_equijoin(join);
+    let (windows, rest) = take_windows(rest, at)?;
+    if windows != [None, None] {
+        return Ok(JoinShape { on, windows, rest });
+    }
+    let (same_instant, on): (Vec<_>, Vec<_>) = on
+        .into_iter()
+        .partition(|(l, r)| carries_row_time(l, &join.left, catalog) && carries_row_time(r, &join.right, catalog));
+    let windows = if same_instant.is_empty() {
+        [None, None]
+    } else {
+        [Some(JoinWindow::SameInstant); 2]
+    };
+    Ok(JoinShape { on, windows, rest })
+}
+
+/// Whether `e` is a column that holds the ROWTIME of every row of `plan`, so that
+/// equating two of them joins rows of one instant: a stream's own ROWTIME, also through
+/// aliases, filters and projections, and through a join the ROWTIME of the side whose
+/// rows set the joined row's ROWTIME (the driving side, or either side of a same-instant
+/// join, or the stream of a join with a reference table), unless the other side's
+/// NULL-padded rows leave it empty.
+fn carries_row_time(e: &Expr, plan: &LogicalPlan, catalog: &Catalog) -> bool {
+    let Expr::Column(c) = e else { return false };
+    let Some(i) = plan.schema().maybe_index_of_column(c) else {
+        return false;
+    };
+    // The column as the input of a node that keeps its input's columns calls it.
+    let passed = |input: &LogicalPlan| {
+        let (qualifier, field) = input.schema().qualified_field(i);
+        Expr::Column(datafusion::common::Column::new(qualifier.cloned(), field.name()))
+    };
+    match plan {
+        LogicalPlan::TableScan(_) => c.name == crate::types::ROWTIME && !is_reference_table(plan, catalog),
+        LogicalPlan::SubqueryAlias(a) => carries_row_time(&passed(&a.input), &a.input, catalog),
+        LogicalPlan::Filter(f) => carries_row_time(&passed(&f.input), &f.input, catalog),
+        LogicalPlan::Projection(p) => {
+            let computed = p.expr[i].clone().unalias_nested().data;
+            carries_row_time(&computed, &p.input, catalog)
+        }
+        LogicalPlan::Join(join) => {
+            let from_left = i < join.left.schema().fields().len();
+            let (own, other) = if from_left {
+                (&join.left, &join.right)
+            } else {
+                (&join.right, &join.left)
+            };
+            let other_preserved = match join.join_type {
+                JoinType::Inner => false,
+                JoinType::Left => !from_left,
+                JoinType::Right => from_left,
+                _ => true,
+            };
+            if other_preserved || !carries_row_time(e, own, catalog) {
+                return false;
+            }
+            if is_reference_table(other, catalog) {
+                return true;
+            }
+            let at = At { line: 0, column: 0 };
+            shape_of(join, catalog, at).is_ok_and(|s| {
+                let own_window = s.windows[usize::from(!from_left)];
+                own_window.is_none() || own_window == Some(JoinWindow::SameInstant)
+            })
+        }
+        _ => false,
+    }
+}
+
 /// Lowers a join of two streams onto a [`StreamJoinOp`] reading [`FEED_PLACEHOLDER`].
-pub fn lower_stream_join(join: &datafusion::logical_expr::Join, catalog: &Catalog, at: At) -> Result<Lowered> {
+pub fn lower_stream_join(join: &Join, catalog: &Catalog, at: At) -> Result<Lowered> {
     let (preserve_left, preserve_right) = match join.join_type {
         JoinType::Inner => (false, false),
         JoinType::Left => (true, false),
@@ -306,12 +393,16 @@ pub fn lower_stream_join(join: &datafusion::logical_expr::Join, catalog: &Catalo
         JoinType::Full => (true, true),
         other => return Err(at.unsupported(format!("{other} JOIN of two streams"))),
     };
-    let (on, rest) = lower::split_equijoin(join);
-    let ([left_window, right_window], rest) = take_windows(rest, at)?;
+    let JoinShape {
+        on,
+        windows: [left_window, right_window],
+        rest,
+    } = shape_of(join, catalog, at)?;
     if left_window.is_none() && right_window.is_none() {
         return Err(at.error(
             "a join of two streams needs a window on at least one side: \
-             JOIN s OVER (RANGE INTERVAL '1' MINUTE PRECEDING) AS t, or ROWS n PRECEDING",
+             JOIN s OVER (RANGE INTERVAL '1' MINUTE PRECEDING) AS t, or ROWS n PRECEDING; \
+             or, to join the rows of one instant, ON a.ROWTIME = b.ROWTIME",
         ));
     }
     let left_keys = on
@@ -348,9 +439,17 @@ pub fn lower_stream_join(join: &datafusion::logical_expr::Join, catalog: &Catalo
     })
 }
 
-fn feed_schema_of(join: &datafusion::logical_expr::Join) -> datafusion::arrow::datatypes::SchemaRef {
-    let fields =
-        |plan: &LogicalPlan| -> Vec<Field> { plan.schema().fields().iter().map(|f| f.as_ref().clone()).collect() };
+fn feed_schema_of(join: &Join) -> datafusion::arrow::datatypes::SchemaRef {
+    // Qualified names: a side that is itself a join has several columns of one name.
+    let fields = |plan: &LogicalPlan| -> Vec<Field> {
+        plan.schema()
+            .iter()
+            .map(|(qualifier, f)| match qualifier {
+                Some(q) => f.as_ref().clone().with_name(format!("{q}.{}", f.name())),
+                None => f.as_ref().clone(),
+            })
+            .collect()
+    };
     feed_schema(&fields(&join.left), &fields(&join.right))
 }
 
@@ -365,7 +464,7 @@ fn is_reference_table(plan: &LogicalPlan, catalog: &Catalog) -> bool {
 }
 
 /// The outermost join of two streams in `plan`.
-fn find_stream_join<'a>(plan: &'a LogicalPlan, catalog: &Catalog) -> Option<&'a datafusion::logical_expr::Join> {
+fn find_stream_join<'a>(plan: &'a LogicalPlan, catalog: &Catalog) -> Option<&'a Join> {
     if let LogicalPlan::Join(join) = plan
         && !is_reference_table(&join.left, catalog)
         && !is_reference_table(&join.right, catalog)
@@ -379,12 +478,13 @@ fn find_stream_join<'a>(plan: &'a LogicalPlan, catalog: &Catalog) -> Option<&'a 
 
 /// When `pump` reads a stream join's feed: names the feed stream after the pump and
 /// plans it, with the two pumps that fill it (each side's own operators, then a
-/// [`JoinFeedOp`]).
+/// [`JoinFeedOp`]). A side that is itself a join of streams (`a JOIN b ... JOIN c ...`)
+/// reads a feed of its own, planned the same way: a chain `<pump>#JOIN1`, `#JOIN2`, ...
 pub fn plan_feeds(
     p: &PumpStatement,
     catalog: &Catalog,
     pump: &mut PumpPlan,
-) -> Result<Option<(StreamDecl, Vec<PumpPlan>)>> {
+) -> Result<Option<(Vec<StreamDecl>, Vec<PumpPlan>)>> {
     if pump.source != FEED_PLACEHOLDER {
         return Ok(None);
     }
@@ -394,42 +494,118 @@ pub fn plan_feeds(
     };
     let plan = super::plan_query(&p.query, catalog, p.location)?;
     let join = find_stream_join(&plan, catalog).ok_or_else(|| at.error("no join of two streams found"))?;
-    let stream = format!("{}#JOIN1", p.name);
-    let schema = feed_schema_of(join);
-    let (left_columns, right_columns) = (join.left.schema().fields().len(), join.right.schema().fields().len());
-    let mut pumps = Vec::new();
-    for (side, input, name) in [(Side::Left, &join.left, "LEFT"), (Side::Right, &join.right, "RIGHT")] {
-        let lowered = lower::lower(input, catalog, at)?;
-        if lowered.source == FEED_PLACEHOLDER {
-            return Err(at.unsupported("joining more than two streams in one query (join two, then join the result)"));
-        }
-        let mut ops = lowered.ops;
-        ops.push(Box::new(JoinFeedOp::new(
-            side,
-            left_columns,
-            right_columns,
-            Arc::clone(&schema),
-        )));
-        let pump_name = format!("{stream}#{name}");
-        pumps.push(PumpPlan {
-            name: pump_name.clone(),
-            source: lowered.source,
-            target: stream.clone(),
-            pipeline: Pipeline::new(&pump_name, ops),
-        });
-    }
-    let decl = StreamDecl {
-        name: stream.clone(),
-        schema,
-        kind: RelationKind::Stream,
-        columns: vec![],
+    let mut feeds = Feeds {
+        pump: &p.name,
+        catalog,
+        at,
+        streams: Vec::new(),
+        pumps: Vec::new(),
     };
-    pump.source = stream;
-    Ok(Some((decl, pumps)))
+    pump.source = feeds.plan(join)?;
+    Ok(Some((feeds.streams, feeds.pumps)))
+}
+
+/// The feed streams of one query's stream joins and the pumps that fill them.
+struct Feeds<'a> {
+    pump: &'a str,
+    catalog: &'a Catalog,
+    at: At,
+    streams: Vec<StreamDecl>,
+    pumps: Vec<PumpPlan>,
+}
+
+impl Feeds<'_> {
+    /// Plans `join`'s feed stream and its two side pumps; returns the stream's name.
+    fn plan(&mut self, join: &Join) -> Result<String> {
+        let stream = format!("{}#JOIN{}", self.pump, self.streams.len() + 1);
+        let schema = feed_schema_of(join);
+        self.streams.push(StreamDecl {
+            name: stream.clone(),
+            schema: Arc::clone(&schema),
+            kind: RelationKind::Stream,
+            columns: vec![],
+        });
+        let (left_columns, right_columns) = (join.left.schema().fields().len(), join.right.schema().fields().len());
+        for (side, input, name) in [(Side::Left, &join.left, "LEFT"), (Side::Right, &join.right, "RIGHT")] {
+            let mut lowered = lower::lower(input, self.catalog, self.at)?;
+            if lowered.source == FEED_PLACEHOLDER {
+                // Joined streams joined again: the inner join's result is this side.
+                let inner = find_stream_join(input, self.catalog)
+                    .ok_or_else(|| self.at.error("no join of two streams found"))?;
+                lowered.source = self.plan(inner)?;
+            }
+            let mut ops = lowered.ops;
+            ops.push(Box::new(JoinFeedOp::new(
+                side,
+                left_columns,
+                right_columns,
+                Arc::clone(&schema),
+            )));
+            let pump_name = format!("{stream}#{name}");
+            self.pumps.push(PumpPlan {
+                name: pump_name.clone(),
+                source: lowered.source,
+                target: stream.clone(),
+                pipeline: Pipeline::new(&pump_name, ops),
+            });
+        }
+        Ok(stream)
+    }
+}
+
+/// `FROM a, b WHERE ...` (and `FROM a JOIN b ON ... WHERE ...`): the WHERE condition of
+/// an inner join is part of its join condition, which is where a stream join finds its
+/// keys and a ROWTIME equality, and a join with a reference table its lookup keys. Each
+/// conjunct goes to the innermost inner join whose inputs it reads, so `FROM a, b, c
+/// WHERE a.ROWTIME = b.ROWTIME AND b.ROWTIME = c.ROWTIME` joins a with b, then c.
+pub fn where_into_joins(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    Ok(plan
+        .transform_up(|node| {
+            if let LogicalPlan::Filter(filter) = &node
+                && let LogicalPlan::Join(join) = filter.input.as_ref()
+                && join.join_type == JoinType::Inner
+            {
+                let conditions = split_conjunction(&filter.predicate).into_iter().cloned().collect();
+                return Ok(Transformed::yes(LogicalPlan::Join(with_conditions(
+                    join.clone(),
+                    conditions,
+                ))));
+            }
+            Ok(Transformed::no(node))
+        })?
+        .data)
+}
+
+/// `join` (an inner join) with `conditions` added, each to the innermost inner join
+/// below whose inputs it reads.
+fn with_conditions(mut join: Join, conditions: Vec<Expr>) -> Join {
+    let inner_join = |p: &LogicalPlan| matches!(p, LogicalPlan::Join(j) if j.join_type == JoinType::Inner);
+    let reads_only = |e: &Expr, p: &LogicalPlan| {
+        let refs = e.column_refs();
+        !refs.is_empty() && refs.iter().all(|c| p.schema().has_column(c))
+    };
+    let (mut left, mut right, mut here) = (Vec::new(), Vec::new(), Vec::new());
+    for c in conditions {
+        if inner_join(&join.left) && reads_only(&c, &join.left) {
+            left.push(c);
+        } else if inner_join(&join.right) && reads_only(&c, &join.right) {
+            right.push(c);
+        } else {
+            here.push(c);
+        }
+    }
+    for (side, pushed) in [(&mut join.left, left), (&mut join.right, right)] {
+        if let (false, LogicalPlan::Join(below)) = (pushed.is_empty(), side.as_ref()) {
+            *side = Arc::new(LogicalPlan::Join(with_conditions(below.clone(), pushed)));
+        }
+    }
+    join.filter = conjunction(join.filter.take().into_iter().chain(here));
+    join
 }
 
 /// Whether a join's condition carries a window marker.
-pub fn has_window(join: &datafusion::logical_expr::Join) -> bool {
+pub fn has_window(join: &Join) -> bool {
     join.filter.as_ref().is_some_and(|f| {
         split_conjunction(f)
             .iter()

@@ -48,13 +48,24 @@ struct Join<'a> {
 }
 
 fn rows(seed: u64, n: usize) -> Vec<Row> {
+    // Many repeated ROWTIMEs, steps across the window edges.
+    rows_with(
+        seed,
+        n,
+        &[0, 0, 1, 7, 120, 250, 999, 1_000],
+        &["a", "b", "c", "d", "e", "f", "g"],
+    )
+}
+
+/// Rows whose ROWTIMEs advance by `steps` (picked at random) and whose keys are `keys`
+/// ("g" stands for NULL).
+fn rows_with(seed: u64, n: usize, steps: &[i64], keys: &[&str]) -> Vec<Row> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut t = START;
     (0..n as i64)
         .map(|v| {
-            // Many repeated ROWTIMEs, steps across the window edges.
-            t += [0, 0, 1, 7, 120, 250, 999, 1_000][rng.random_range(0..8)];
-            let k = ["a", "b", "c", "d", "e", "f", "g"][rng.random_range(0..7)];
+            t += steps[rng.random_range(0..steps.len())];
+            let k = keys[rng.random_range(0..keys.len())];
             Row {
                 k: (k != "g").then(|| k.to_string()),
                 v,
@@ -415,10 +426,15 @@ fn a_self_join_pairs_each_row_with_its_own_window_including_itself() {
     assert_eq!(got, expected);
 }
 
+/// Plans `query` as the pump into OUT, with the streams A and B and a reference table
+/// T (K VARCHAR(8), W BIGINT).
 fn plan(query: &str) -> Result<sluice::planner::ApplicationPlan, sluice::SluiceError> {
+    use sluice::app::{RecordColumn, RecordFormat, RecordSchema, ReferenceLocation, ReferenceSpec};
+    use sluice::types::{ColumnDef, SqlType};
     let file = super::write_recording(&[]);
+    let table = super::write_recording(&["a,1".to_string()]);
     let sql = format!("{STREAMS}CREATE OR REPLACE PUMP \"J\" AS INSERT INTO \"OUT\"\n  {query};");
-    let app = super::recorded_app(
+    let mut app = super::recorded_app(
         &sql,
         &[
             ("K", "VARCHAR(8)", "$.k"),
@@ -428,7 +444,50 @@ fn plan(query: &str) -> Result<sluice::planner::ApplicationPlan, sluice::SluiceE
         file.path(),
         &[],
     );
+    app.references.push(ReferenceSpec {
+        table: "T".into(),
+        schema: RecordSchema {
+            columns: [("K", "VARCHAR(8)"), ("W", "BIGINT")]
+                .iter()
+                .map(|(n, t)| RecordColumn {
+                    column: ColumnDef::new(*n, SqlType::parse(t).unwrap()),
+                    mapping: None,
+                })
+                .collect(),
+            format: RecordFormat::Csv {
+                row_delimiter: "\n".into(),
+                column_delimiter: ",".into(),
+            },
+        },
+        location: ReferenceLocation::File(table.path().to_path_buf()),
+        skip_header_lines: 0,
+        refresh_interval: None,
+    });
     sluice::planner::plan_application(&app)
+}
+
+#[test]
+fn a_reference_table_first_is_looked_up_and_a_join_keeping_its_rows_refused() {
+    use sluice::SluiceError::Unsupported;
+    let planned = plan("SELECT STREAM t.W, a.V FROM \"T\" AS t RIGHT JOIN \"A\" AS a ON t.K = a.K").unwrap();
+    let pump = planned.pumps.iter().find(|p| p.name == "J").unwrap();
+    assert_eq!(pump.source, "A");
+    assert_eq!(pump.pipeline.describe()[..2], ["LookupJoin", "Project"]);
+    for query in [
+        "SELECT STREAM t.W, a.V FROM \"T\" AS t LEFT JOIN \"A\" AS a ON t.K = a.K",
+        "SELECT STREAM t.W, a.V FROM \"T\" AS t FULL JOIN \"A\" AS a ON t.K = a.K",
+        "SELECT STREAM t.W, a.V FROM \"A\" AS a RIGHT JOIN \"T\" AS t ON t.K = a.K",
+    ] {
+        match plan(query) {
+            Err(Unsupported { line, feature, .. }) => {
+                assert_eq!(line, 7, "{feature}");
+                assert!(feature.contains("keeps the rows of reference table \"T\""), "{feature}");
+                assert!(feature.contains("FROM stream LEFT JOIN \"T\""), "{feature}");
+            }
+            Err(other) => panic!("{query}: expected an unsupported feature, got {other}"),
+            Ok(_) => panic!("{query}: planned"),
+        }
+    }
 }
 
 #[test]
@@ -485,11 +544,244 @@ fn join_mistakes_are_reported_and_unsupported_forms_named() {
         "SELECT STREAM a.V, b.V FROM \"A\" AS a JOIN \"B\" OVER (ROWS 2 PRECEDING) AS b USING (K)",
         "USING",
     );
-    unsupported(
+    sql_error(
+        "SELECT STREAM a.V, b.V FROM \"A\" AS a, \"B\" AS b WHERE a.K = b.K",
+        "a.ROWTIME = b.ROWTIME",
+    );
+    // a windowed join's ROWTIME columns other than the driving side's are not its rows' time
+    sql_error(
+        "SELECT STREAM a.V, c.V FROM \"A\" AS a JOIN \"B\" OVER (ROWS 2 PRECEDING) AS b ON a.K = b.K \
+         JOIN \"B\" AS c ON b.ROWTIME = c.ROWTIME",
+        "window on at least one side",
+    );
+    // the third join of a chain needs its own window (or a ROWTIME equality)
+    sql_error(
+        "SELECT STREAM a.V, c.V FROM \"A\" AS a JOIN \"B\" OVER (ROWS 2 PRECEDING) AS b ON a.K = b.K \
+         JOIN \"B\" AS c ON a.K = c.K",
+        "window on at least one side",
+    );
+}
+
+/// `ON a.ROWTIME = b.ROWTIME` without a window: the rows of one instant pair up, by the
+/// definition (no side drives; an unmatched row of a preserved side comes out at its
+/// own ROWTIME).
+fn same_instant_oracle(left: &[Row], right: &[Row], preserve: (bool, bool)) -> Vec<Out> {
+    let mut out = Vec::new();
+    let mut right_matched = vec![false; right.len()];
+    for l in left {
+        let mut matched = false;
+        for (j, r) in right.iter().enumerate() {
+            if l.t == r.t && l.k.is_some() && l.k == r.k {
+                out.push((Some(l.v), Some(r.v), l.t));
+                matched = true;
+                right_matched[j] = true;
+            }
+        }
+        if preserve.0 && !matched {
+            out.push((Some(l.v), None, l.t));
+        }
+    }
+    if preserve.1 {
+        for (j, r) in right.iter().enumerate() {
+            if !right_matched[j] {
+                out.push((None, Some(r.v), r.t));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_rowtime_equality_joins_the_rows_of_one_instant() {
+    // Runs of rows at one instant, then a step that no window would bridge.
+    let input = rows_with(31, 600, &[0, 0, 0, 1, 1_000], &["a", "b", "c", "g"]);
+    let (a, b) = sides(&input);
+    for (query, preserve) in [
+        (
+            "SELECT STREAM a.V, b.V FROM \"A\" AS a, \"B\" AS b WHERE a.ROWTIME = b.ROWTIME AND a.K = b.K",
+            (false, false),
+        ),
+        (
+            "SELECT STREAM a.V, b.V FROM \"A\" AS a JOIN \"B\" AS b ON b.ROWTIME = a.ROWTIME AND a.K = b.K",
+            (false, false),
+        ),
+        (
+            "SELECT STREAM a.V, b.V FROM \"A\" AS a LEFT JOIN \"B\" AS b ON a.ROWTIME = b.ROWTIME AND a.K = b.K",
+            (true, false),
+        ),
+        (
+            "SELECT STREAM a.V, b.V FROM \"A\" AS a RIGHT JOIN \"B\" AS b ON a.ROWTIME = b.ROWTIME AND a.K = b.K",
+            (false, true),
+        ),
+        (
+            "SELECT STREAM a.V, b.V FROM \"A\" AS a FULL JOIN \"B\" AS b ON a.ROWTIME = b.ROWTIME AND a.K = b.K",
+            (true, true),
+        ),
+    ] {
+        let expected = same_instant_oracle(&a, &b, preserve);
+        let pairs = expected.iter().filter(|o| o.0.is_some() && o.1.is_some()).count();
+        assert!(pairs > 50, "the input pairs rows of one instant: {pairs}");
+        assert_eq!(run(query, &input), expected, "{query}");
+    }
+}
+
+/// An output row of a three-way join: A's V, B's V, C's V, ROWTIME.
+type Out3 = (i64, i64, Option<i64>, i64);
+
+/// Rows dealt at random to the sides A, B and C.
+fn three_sides(seed: u64, steps: &[i64]) -> (Vec<Row>, [Vec<Row>; 3]) {
+    let mut input = rows_with(seed, 1_500, steps, &["a", "b", "c", "d", "g"]);
+    let mut rng = SmallRng::seed_from_u64(seed);
+    for r in &mut input {
+        r.side = ['A', 'B', 'C'][rng.random_range(0..3)];
+    }
+    let side = |s: char| -> Vec<Row> { input.iter().filter(|r| r.side == s).cloned().collect() };
+    let sides = [side('A'), side('B'), side('C')];
+    (input, sides)
+}
+
+/// Runs `query` over the streams A, B and C as the pump into OUT3 (AV, BV, CV); OUT3's
+/// rows, sorted, after checking that the stream is non-decreasing in ROWTIME.
+fn run3(query: &str, input: &[Row]) -> Vec<Out3> {
+    let lines: Vec<String> = input
+        .iter()
+        .map(|r| {
+            format!(
+                r#"{{"rowtime": "{}", "data": {}}}"#,
+                sluice::time::format_timestamp(r.t),
+                serde_json::json!({ "k": r.k, "v": r.v, "s": r.side.to_string() })
+            )
+        })
+        .collect();
+    let file = super::write_recording(&lines);
+    let sql = format!(
+        r#"{STREAMS}
+CREATE OR REPLACE STREAM "C" (K VARCHAR(8), V BIGINT);
+CREATE OR REPLACE PUMP "PC" AS INSERT INTO "C" SELECT STREAM K, V FROM "SOURCE_SQL_STREAM_001" WHERE S = 'C';
+CREATE OR REPLACE STREAM "OUT3" (AV BIGINT, BV BIGINT, CV BIGINT);
+CREATE OR REPLACE PUMP "J" AS INSERT INTO "OUT3" {query};
+"#
+    );
+    let app = super::recorded_app(
+        &sql,
+        &[
+            ("K", "VARCHAR(8)", "$.k"),
+            ("V", "BIGINT", "$.v"),
+            ("S", "VARCHAR(1)", "$.s"),
+        ],
+        file.path(),
+        &["OUT3"],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let options = sluice::engine::RunOptions::new(sluice::engine::TimeMode::Recorded { flush_at: None });
+    let mut result = rt.block_on(sluice::engine::run(&app, options)).expect("streaming run");
+    let mut got = Vec::new();
+    for batch in result.streams.remove("OUT3").unwrap_or_default() {
+        let col = |i: usize| batch.column(i).as_primitive::<Int64Type>().clone();
+        let (av, bv, cv) = (col(0), col(1), col(2));
+        let t = batch.column(3).as_primitive::<TimestampMillisecondType>();
+        for i in 0..batch.num_rows() {
+            got.push((
+                av.value(i),
+                bv.value(i),
+                cv.is_valid(i).then(|| cv.value(i)),
+                t.value(i),
+            ));
+        }
+    }
+    assert!(
+        got.windows(2).all(|w| w[0].3 <= w[1].3),
+        "OUT3 is non-decreasing in ROWTIME"
+    );
+    got.sort();
+    got
+}
+
+/// `a JOIN b OVER w1 ON ... LEFT JOIN c OVER w2 ON ...`: left-deep, the result of the
+/// first join is a stream (ROWTIME: its driving row's) that drives the join with `c`.
+#[test]
+fn three_streams_join_left_deep_each_under_its_own_window() {
+    let (input, [a, b, c]) = three_sides(41, &[0, 1, 7, 120, 250, 999]);
+    // a ⋈ b: b's rows of the second before a's row, the pair at a's ROWTIME
+    let ab: Vec<(i64, i64, Option<String>, i64)> = a
+        .iter()
+        .flat_map(|l| {
+            b.iter()
+                .filter(|r| l.k.is_some() && l.k == r.k && r.t <= l.t && r.t >= l.t - 1_000)
+                .map(|r| (l.v, r.v, l.k.clone(), l.t))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    // ... LEFT JOIN c: c's rows of the 2 seconds before the pair, or the pair padded
+    let mut expected: Vec<Out3> = Vec::new();
+    for (av, bv, k, t) in &ab {
+        let matches: Vec<i64> = c
+            .iter()
+            .filter(|r| r.k == *k && r.t <= *t && r.t >= t - 2_000)
+            .map(|r| r.v)
+            .collect();
+        if matches.is_empty() {
+            expected.push((*av, *bv, None, *t));
+        }
+        expected.extend(matches.into_iter().map(|cv| (*av, *bv, Some(cv), *t)));
+    }
+    expected.sort();
+    let matched = expected.iter().filter(|e| e.2.is_some()).count();
+    assert!(matched > 60, "pairs meet c rows: {matched}");
+    assert!(
+        expected.len() - matched > 30,
+        "pairs padded: {}",
+        expected.len() - matched
+    );
+    let got = run3(
+        "SELECT STREAM a.V, b.V, c.V FROM \"A\" AS a \
+         JOIN \"B\" OVER (RANGE INTERVAL '1' SECOND PRECEDING) AS b ON a.K = b.K \
+         LEFT JOIN \"C\" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS c ON b.K = c.K",
+        &input,
+    );
+    assert_eq!(got, expected);
+}
+
+/// `FROM a, b, c WHERE a.ROWTIME = b.ROWTIME AND b.ROWTIME = c.ROWTIME AND ...`: each
+/// equality goes to the join whose sides it reads; the rows of one instant of all three
+/// streams join.
+#[test]
+fn three_streams_join_on_rowtime_equalities() {
+    let (input, [a, b, c]) = three_sides(43, &[0, 0, 0, 0, 0, 1, 1_000]);
+    let mut expected: Vec<Out3> = Vec::new();
+    for x in &a {
+        for y in b.iter().filter(|y| y.t == x.t && x.k.is_some() && y.k == x.k) {
+            for z in c.iter().filter(|z| z.t == y.t && z.v > y.v) {
+                expected.push((x.v, y.v, Some(z.v), x.t));
+            }
+        }
+    }
+    expected.sort();
+    assert!(expected.len() > 50, "rows of one instant meet: {}", expected.len());
+    let got = run3(
+        "SELECT STREAM a.V, b.V, c.V FROM \"A\" AS a, \"B\" AS b, \"C\" AS c \
+         WHERE a.ROWTIME = b.ROWTIME AND b.ROWTIME = c.ROWTIME AND a.K = b.K AND c.V > b.V",
+        &input,
+    );
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn a_join_of_three_streams_plans_a_chain_of_feeds() {
+    let plan = plan(
         "SELECT STREAM a.V, c.V FROM \"A\" AS a JOIN \"B\" OVER (ROWS 2 PRECEDING) AS b ON a.K = b.K \
          JOIN \"B\" OVER (ROWS 2 PRECEDING) AS c ON a.K = c.K",
-        "more than two streams",
-    );
+    )
+    .unwrap();
+    let pump = |name: &str| plan.pumps.iter().find(|p| p.name == name).expect(name);
+    assert_eq!(pump("J").source, "J#JOIN1");
+    // the left side of the outer join is the inner join, reading its own feed
+    assert_eq!(pump("J#JOIN1#LEFT").source, "J#JOIN2");
+    assert_eq!(pump("J#JOIN1#LEFT").pipeline.describe().first(), Some(&"StreamJoin"));
+    assert_eq!(pump("J#JOIN1#RIGHT").source, "B");
+    assert_eq!(pump("J#JOIN2#LEFT").source, "A");
+    assert_eq!(pump("J#JOIN2#RIGHT").source, "B");
 }
 
 /// The join's window state and its feed hub's held rows are checkpointed: a run killed
