@@ -92,9 +92,9 @@ fn a_reference_to_a_name_two_items_share_is_ambiguous() {
     ))
     .expect_err("the outer A is read: ambiguous");
     assert!(err.to_string().contains("\"A\" is ambiguous"), "{err}");
-    plan(&format!(
+    plan(
         "CREATE OR REPLACE STREAM \"OUT\" (a INTEGER, b INTEGER);\nCREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\"\n  SELECT STREAM a AS x, a + 1 AS x FROM \"SOURCE_SQL_STREAM_001\";"
-    ))
+    )
     .expect("names of a positional INSERT are never read");
     // A reference to the shared name is refused, where it is.
     for (query, line) in [
