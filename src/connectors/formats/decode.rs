@@ -169,16 +169,6 @@ impl RecordDecoder {
             match self.core.decode_record(&r.data, &mut st) {
                 Ok(text) => {
                     let n = out.commit(&st, text, self.core.cols.len(), Some((arrival, rowtime)));
-                    if n == 0 && !self.core.cols.is_empty() {
-                        // A record that holds no row (empty, or row delimiters only) would
-                        // otherwise vanish without a trace.
-                        let now = *error_time.get_or_insert_with(now_millis);
-                        let empty = RecErr {
-                            name: "EmptyRecord",
-                            message: "the record holds no row: it is empty or only row delimiters".into(),
-                        };
-                        errors.push(empty.into_row(&r.data, rowtime, now, &self.stream_name));
-                    }
                     if !self.metadata.is_empty() {
                         rows_of.push((index, n));
                     }
