@@ -174,7 +174,9 @@ fn is_declared_monotonic(e: &Expr) -> bool {
 /// alone (the finest decides when a bucket ends), else a key declared MONOTONIC.
 fn time_keys(agg: &datafusion::logical_expr::Aggregate, at: At) -> Result<TimeKeys> {
     let rowtime: Vec<usize> = (0..agg.group_expr.len())
-        .filter(|&i| is_rowtime_bucket(&agg.group_expr[i]))
+        .filter(|&i| {
+            is_rowtime_bucket(&agg.group_expr[i]) || rowtime_through_subquery(&agg.group_expr[i], &agg.input).is_some()
+        })
         .collect();
     if !rowtime.is_empty() {
         return Ok(TimeKeys::Rowtime(rowtime));
@@ -192,6 +194,19 @@ fn time_keys(agg: &datafusion::logical_expr::Aggregate, at: At) -> Result<TimeKe
          such as STEP(s.ROWTIME BY INTERVAL '1' MINUTE) or FLOOR(s.ROWTIME TO MINUTE), \
          or a key declared monotonic such as MONOTONIC(order_time)",
     ))
+}
+
+/// A key that reads a subquery's column which is that level's ROWTIME (`STEP(d.window_time
+/// BY ...)` over `SELECT STREAM DISTINCT ROWTIME AS window_time, ...`, or a plain
+/// projection of ROWTIME): the key as a function of ROWTIME, which the batch's trailing
+/// ROWTIME column carries with the same value. None for a key of ROWTIME itself, or of
+/// anything an aggregate or join in between computed.
+fn rowtime_through_subquery(e: &Expr, input: &LogicalPlan) -> Option<Expr> {
+    if is_rowtime_bucket(e) {
+        return None;
+    }
+    let written = as_written(e, input);
+    (written.aggregates == 0 && is_rowtime_bucket(&written.expr)).then_some(written.expr)
 }
 
 fn is_stagger_marker(e: &Expr) -> bool {
@@ -248,10 +263,15 @@ pub fn lower(plan: &LogicalPlan, catalog: &Catalog, at: At) -> Result<Lowered> {
             let time_keys = time_keys(agg, at)?;
             let input_df = agg.input.schema();
             let input_schema = Arc::clone(&lowered.batch_schema);
+            let trailing_rowtime = input_schema.fields().len() - 1;
             let group_exprs = agg
                 .group_expr
                 .iter()
-                .map(|e| physical(e, input_df, catalog))
+                .map(|e| match rowtime_through_subquery(e, &agg.input) {
+                    // Read from the trailing ROWTIME, so a rowtime bound can be probed.
+                    Some(of_rowtime) => on_trailing_rowtime(&of_rowtime, trailing_rowtime, catalog),
+                    None => physical(e, input_df, catalog),
+                })
                 .collect::<Result<Vec<_>>>()?;
             let group_fields = group_exprs
                 .iter()
@@ -505,6 +525,26 @@ fn as_written(e: &Expr, input: &LogicalPlan) -> Written {
                     as_written(&inner, &a.input)
                 }),
                 LogicalPlan::Filter(f) => Some(as_written(&x, &f.input)),
+                // SELECT STREAM DISTINCT (`lower_distinct`): a selected ROWTIME is no key and
+                // reads the emitted row's time, so it is this level's ROWTIME; the other
+                // items are the grouping keys the rows went through.
+                LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(d)) => match d.as_ref() {
+                    LogicalPlan::Projection(p) => p.schema.maybe_index_of_column(c).map(|i| {
+                        let inner = p.expr[i].clone().unalias();
+                        if matches!(&inner, Expr::Column(r) if r.name == ROWTIME) || is_output_rowtime(&inner) {
+                            Written {
+                                expr: Expr::Column(datafusion::common::Column::from_name(ROWTIME)),
+                                aggregates: 0,
+                                tumbling: true,
+                            }
+                        } else {
+                            let mut w = as_written(&inner, &p.input);
+                            w.aggregates += 1;
+                            w
+                        }
+                    }),
+                    _ => None,
+                },
                 LogicalPlan::Aggregate(g) => g
                     .schema
                     .maybe_index_of_column(c)

@@ -251,7 +251,7 @@ fn plan_application_on_this_thread(app: &AppSpec) -> Result<ApplicationPlan> {
                     declare(&mut streams, &mut catalog, decl);
                     pumps.extend(branch_pumps);
                 }
-                for (decl, pump) in plan_table_functions(&mut p, &catalog)? {
+                for (decl, pump) in plan_table_functions(&mut p, &catalog, &streams)? {
                     declare(&mut streams, &mut catalog, decl);
                     pumps.push(pump);
                 }
@@ -492,7 +492,11 @@ fn plan_union_subqueries(p: &mut PumpStatement, catalog: &Catalog) -> Result<Vec
 
 /// Takes the table-function calls out of a pump's query and plans, for each, the
 /// internal stream and the generated pump that runs the cursor and the function.
-fn plan_table_functions(p: &mut PumpStatement, catalog: &Catalog) -> Result<Vec<(StreamDecl, PumpPlan)>> {
+fn plan_table_functions(
+    p: &mut PumpStatement,
+    catalog: &Catalog,
+    streams: &[StreamDecl],
+) -> Result<Vec<(StreamDecl, PumpPlan)>> {
     use crate::operators::table_functions;
     let at = At {
         line: p.location.line,
@@ -502,7 +506,7 @@ fn plan_table_functions(p: &mut PumpStatement, catalog: &Catalog) -> Result<Vec<
     let mut planned = Vec::with_capacity(calls.len());
     for call in calls {
         let plan = plan_query(&call.cursor, catalog, p.location)?;
-        let plan = table_function::cursor_columns(plan, &call.cursor).map_err(|e| df_error(e, p.location))?;
+        let plan = table_function::cursor_columns(plan, &call.cursor, streams).map_err(|e| df_error(e, p.location))?;
         let mut lowered = lower::lower(&plan, catalog, at)?;
         if lowered.source == stream_join::FEED_PLACEHOLDER {
             return Err(at.unsupported(

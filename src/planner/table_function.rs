@@ -15,7 +15,7 @@ use datafusion::sql::sqlparser::ast::{
     UnaryOperator, Value, VisitMut, VisitorMut,
 };
 
-use crate::types::{APPROXIMATE_ARRIVAL_TIME, ROWTIME};
+use crate::types::ROWTIME;
 
 /// One table-function call found in a query.
 pub struct TableCall {
@@ -133,24 +133,28 @@ pub fn literal(e: &Expr) -> Result<ScalarValue, String> {
 /// their time, never as a column (a column of that name would clash with it in the
 /// function's output stream), and `*` stands for the stream's declared columns, so the
 /// APPROXIMATE_ARRIVAL_TIME it expands to is left out unless the select list names it.
-pub fn cursor_columns(plan: LogicalPlan, cursor: &Query) -> datafusion::error::Result<LogicalPlan> {
+pub fn cursor_columns(
+    plan: LogicalPlan,
+    cursor: &Query,
+    streams: &[super::StreamDecl],
+) -> datafusion::error::Result<LogicalPlan> {
     let LogicalPlan::Projection(projection) = &plan else {
         return Ok(plan);
     };
-    let names_arrival_time = select_names(cursor, APPROXIMATE_ARRIVAL_TIME);
+    // ROWTIME is the rows' time, never a column; the other implicit columns
+    // (APPROXIMATE_ARRIVAL_TIME, the Kinesis envelope) pass only when the cursor names them.
     let keep: Vec<LogicalExpr> = projection
         .expr
         .iter()
         .zip(projection.schema.fields())
-        .filter(|(e, field)| {
-            let implicit = match field.name().as_str() {
-                ROWTIME => true,
-                APPROXIMATE_ARRIVAL_TIME => !names_arrival_time,
-                _ => false,
-            };
+        .enumerate()
+        .filter(|(i, (e, field))| {
+            let name = field.name().as_str();
+            let implicit =
+                name == ROWTIME || (super::is_implicit_query_column(&plan, *i, streams) && !select_names(cursor, name));
             !(implicit && matches!(e, LogicalExpr::Column(_)))
         })
-        .map(|(e, _)| e.clone())
+        .map(|(_, (e, _))| e.clone())
         .collect();
     if keep.len() == projection.expr.len() {
         return Ok(plan);
