@@ -26,7 +26,7 @@ use sluice::app::{AppSpec, InputSpec, RecordColumn, RecordFormat, RecordSchema, 
 use sluice::connectors::RawRecord;
 use sluice::connectors::formats::RecordDecoder;
 use sluice::operators::pipeline::Pipeline;
-use sluice::types::{ColumnDef, SqlType, stream_schema};
+use sluice::types::{ColumnDef, SqlType, input_stream_columns, stream_schema};
 
 const ROWS: usize = 8192;
 const BATCHES: usize = 16;
@@ -73,9 +73,22 @@ fn pipeline(sql: &str) -> Pipeline {
 }
 
 /// Batches of the input stream: 1,000 tickers, 10 rows per millisecond.
-fn input_batches() -> Vec<RecordBatch> {
+/// The input stream's schema as the planner declares it: the declared columns, the
+/// implicit Kinesis envelope columns, APPROXIMATE_ARRIVAL_TIME and ROWTIME.
+fn input_stream_schema() -> datafusion::arrow::datatypes::SchemaRef {
     let defs: Vec<ColumnDef> = schema().column_defs();
-    let schema = stream_schema(&defs, true);
+    stream_schema(&input_stream_columns(&defs), true)
+}
+
+/// The envelope columns of `rows` records that did not come from Kinesis: NULL.
+fn envelope(rows: usize) -> Vec<ArrayRef> {
+    (0..3)
+        .map(|_| Arc::new(StringArray::from(vec![None::<&str>; rows])) as ArrayRef)
+        .collect()
+}
+
+fn input_batches() -> Vec<RecordBatch> {
+    let schema = input_stream_schema();
     (0..BATCHES)
         .map(|b| {
             let base = b * ROWS;
@@ -94,9 +107,15 @@ fn input_batches() -> Vec<RecordBatch> {
                 Arc::new(Int32Array::from(
                     (0..ROWS).map(|i| ((base + i) % 5000) as i32).collect::<Vec<_>>(),
                 )),
-                Arc::new(TimestampMillisecondArray::from(t.clone())),
-                Arc::new(TimestampMillisecondArray::from(t)),
             ];
+            let columns: Vec<ArrayRef> = columns
+                .into_iter()
+                .chain(envelope(ROWS))
+                .chain([
+                    Arc::new(TimestampMillisecondArray::from(t.clone())) as ArrayRef,
+                    Arc::new(TimestampMillisecondArray::from(t)),
+                ])
+                .collect();
             RecordBatch::try_new(Arc::clone(&schema), columns).unwrap()
         })
         .collect()
@@ -224,16 +243,21 @@ fn state_keys(default: usize) -> usize {
 
 /// A batch of the input stream: ticker, price (volume + 0.25), volume, arrival, ROWTIME.
 fn input_batch(tickers: Vec<String>, volumes: Vec<i32>, times: Vec<i64>) -> RecordBatch {
-    let defs: Vec<ColumnDef> = schema().column_defs();
-    let schema = stream_schema(&defs, true);
+    let schema = input_stream_schema();
     let prices: Vec<f32> = volumes.iter().map(|v| *v as f32 + 0.25).collect();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(tickers)),
+    let rows = times.len();
+    let columns: Vec<ArrayRef> = [
+        Arc::new(StringArray::from(tickers)) as ArrayRef,
         Arc::new(Float32Array::from(prices)),
         Arc::new(Int32Array::from(volumes)),
-        Arc::new(TimestampMillisecondArray::from(times.clone())),
+    ]
+    .into_iter()
+    .chain(envelope(rows))
+    .chain([
+        Arc::new(TimestampMillisecondArray::from(times.clone())) as ArrayRef,
         Arc::new(TimestampMillisecondArray::from(times)),
-    ];
+    ])
+    .collect();
     RecordBatch::try_new(schema, columns).unwrap()
 }
 

@@ -66,14 +66,32 @@ pub struct ErrorRow {
 }
 
 impl ErrorRow {
+    /// The hex encoding of `bytes` for `DATA_ROW`, cut to the column's documented size
+    /// (VARCHAR(49152): the first [`DATA_ROW_MAX_BYTES`] bytes), so a huge bad record
+    /// costs at most that much; [`ErrorRow::data_row_note`] says so in the message.
     pub fn hex(bytes: &[u8]) -> String {
         const HEX: &[u8; 16] = b"0123456789abcdef";
+        let bytes = &bytes[..bytes.len().min(DATA_ROW_MAX_BYTES)];
         let mut s = String::with_capacity(bytes.len() * 2);
         for b in bytes {
             s.push(HEX[(b >> 4) as usize] as char);
             s.push(HEX[(b & 15) as usize] as char);
         }
         s
+    }
+}
+
+/// The most bytes of a failed record or row `DATA_ROW` holds: its VARCHAR(49152) in hex.
+pub const DATA_ROW_MAX_BYTES: usize = 49152 / 2;
+
+impl ErrorRow {
+    /// What a message adds when `DATA_ROW` holds only the start of a record of `len` bytes.
+    pub fn data_row_note(len: usize) -> String {
+        if len > DATA_ROW_MAX_BYTES {
+            format!(" (DATA_ROW holds the first {DATA_ROW_MAX_BYTES} of its {len} bytes)")
+        } else {
+            String::new()
+        }
     }
 }
 
@@ -123,4 +141,23 @@ pub fn error_rows_to_batch(rows: &[ErrorRow]) -> RecordBatch {
         Arc::new(rowtime.finish()),
     ];
     RecordBatch::try_new(error_stream_schema(), columns).expect("error_stream columns match their schema")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_row_holds_at_most_its_documented_size_and_the_message_says_so() {
+        let record = vec![0xabu8; 10 * 1024 * 1024];
+        let hex = ErrorRow::hex(&record);
+        assert_eq!(hex.len(), 49152);
+        assert!(hex.bytes().all(|b| b == b'a' || b == b'b'));
+        assert_eq!(
+            ErrorRow::data_row_note(record.len()),
+            " (DATA_ROW holds the first 24576 of its 10485760 bytes)"
+        );
+        assert_eq!(ErrorRow::hex(b"hi"), "6869");
+        assert_eq!(ErrorRow::data_row_note(2), "");
+    }
 }

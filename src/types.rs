@@ -103,6 +103,15 @@ impl SqlType {
                 None => Ok(default),
             }
         };
+        // A length of 0 would empty every value, and one past 65,535 pads or holds
+        // more than a KDA row can.
+        let length = |n: u32| -> Result<u32, String> {
+            if (1..=65535).contains(&n) {
+                Ok(n)
+            } else {
+                Err(format!("type '{text}': a length must be 1 to 65535"))
+            }
+        };
         let base = base.split_whitespace().collect::<Vec<_>>().join(" ");
         Ok(match base.as_str() {
             "TINYINT" => SqlType::TinyInt,
@@ -112,20 +121,29 @@ impl SqlType {
             "DECIMAL" | "DEC" | "NUMERIC" => {
                 // KDA's defaults: precision 18, scale 0 (SQL reference, "Numeric Types
                 // and Precision").
-                let precision = num(0, 18)?.clamp(1, 38) as u8;
-                let scale = num(1, 0)? as i8;
-                SqlType::Decimal { precision, scale }
+                let (precision, scale) = (num(0, 18)?, num(1, 0)?);
+                // Arrow's decimals hold 1 to 38 digits; a scale past the precision would
+                // leave no digit before the point (and wrapped round to nonsense).
+                if !(1..=38).contains(&precision) || scale > precision {
+                    return Err(format!(
+                        "type '{text}': a DECIMAL's precision must be 1 to 38 and its scale 0 to the precision"
+                    ));
+                }
+                SqlType::Decimal {
+                    precision: precision as u8,
+                    scale: scale as i8,
+                }
             }
             "REAL" => SqlType::Real,
             "DOUBLE" | "DOUBLE PRECISION" | "FLOAT" => SqlType::Double,
-            "CHAR" | "CHARACTER" => SqlType::Char(num(0, 1)?),
-            "VARCHAR" | "CHARACTER VARYING" | "CHAR VARYING" => SqlType::Varchar(num(0, 65535)?),
+            "CHAR" | "CHARACTER" => SqlType::Char(length(num(0, 1)?)?),
+            "VARCHAR" | "CHARACTER VARYING" | "CHAR VARYING" => SqlType::Varchar(length(num(0, 65535)?)?),
             "BOOLEAN" => SqlType::Boolean,
             "DATE" => SqlType::Date,
             "TIME" => SqlType::Time,
             "TIMESTAMP" => SqlType::Timestamp,
-            "BINARY" => SqlType::Binary(num(0, 1)?),
-            "VARBINARY" => SqlType::Varbinary(num(0, 65535)?),
+            "BINARY" => SqlType::Binary(length(num(0, 1)?)?),
+            "VARBINARY" => SqlType::Varbinary(length(num(0, 65535)?)?),
             _ => return Err(format!("unknown SQL type '{text}'")),
         })
     }
@@ -259,6 +277,30 @@ mod tests {
         assert_eq!(SqlType::parse("numeric").unwrap(), d(18, 0));
         assert_eq!(SqlType::parse("DEC(7)").unwrap(), d(7, 0));
         assert_eq!(SqlType::parse("NUMERIC(9, 4)").unwrap(), d(9, 4));
+    }
+
+    #[test]
+    fn types_that_would_hold_nothing_or_nonsense_are_refused() {
+        for bad in [
+            "DECIMAL(100,200)",
+            "DECIMAL(0)",
+            "DECIMAL(5,6)",
+            "CHAR(0)",
+            "VARCHAR(0)",
+            "CHAR(70000)",
+            "BINARY(0)",
+        ] {
+            let err = SqlType::parse(bad).unwrap_err();
+            assert!(err.contains(bad), "{bad}: {err}");
+        }
+        assert_eq!(
+            SqlType::parse("DECIMAL(38,38)").unwrap(),
+            SqlType::Decimal {
+                precision: 38,
+                scale: 38
+            }
+        );
+        assert_eq!(SqlType::parse("CHAR(65535)").unwrap(), SqlType::Char(65535));
     }
 
     #[test]

@@ -341,19 +341,22 @@ fn decimal_from_number_text(s: &str, precision: u8, scale: i8) -> Result<i128, &
     }
 }
 
-/// Java's names for the special values (Double.toString / parseDouble).
-fn special_float(s: &str) -> Option<f64> {
+/// Java's names for the special values (Double.toString / parseDouble). KDA's Java
+/// engine read them, but SQL has no such numbers: DataFusion orders NaN above every
+/// number (so `NaN > 10` holds) where Java says false, and JSON has no way to write
+/// them back. sluice refuses them at the input, so the record goes to `error_stream`
+/// with the reason instead of flowing on with a value no comparison treats alike.
+fn special_float(s: &str) -> Option<&'static str> {
     match s {
-        "NaN" => Some(f64::NAN),
-        "Infinity" | "+Infinity" => Some(f64::INFINITY),
-        "-Infinity" => Some(f64::NEG_INFINITY),
+        "NaN" => Some("is NaN, which SQL has no number for"),
+        "Infinity" | "+Infinity" | "-Infinity" => Some("is infinite, which SQL has no number for"),
         _ => None,
     }
 }
 
 fn f64_from_text(s: &str) -> Result<f64, &'static str> {
-    if let Some(v) = special_float(s) {
-        return Ok(v);
+    if let Some(why) = special_float(s) {
+        return Err(why);
     }
     if !decimal_syntax(s.as_bytes()) {
         return Err("is not a number");
@@ -367,8 +370,8 @@ fn f64_from_text(s: &str) -> Result<f64, &'static str> {
 }
 
 fn f32_from_text(s: &str) -> Result<f32, &'static str> {
-    if let Some(v) = special_float(s) {
-        return Ok(v as f32);
+    if let Some(why) = special_float(s) {
+        return Err(why);
     }
     if !decimal_syntax(s.as_bytes()) {
         return Err("is not a number");
@@ -861,8 +864,13 @@ mod tests {
         assert_eq!(f64_from_text("-2.5e-3"), Ok(-0.0025));
         assert!(f32_from_text("1e39").is_err());
         assert!(f64_from_text("1e400").is_err());
-        assert!(f64_from_text("NaN").unwrap().is_nan());
-        assert_eq!(f64_from_text("-Infinity"), Ok(f64::NEG_INFINITY));
+        // NaN and the infinities are refused (issue 13's decision, see special_float).
+        assert_eq!(f64_from_text("NaN"), Err("is NaN, which SQL has no number for"));
+        assert_eq!(f32_from_text("NaN"), Err("is NaN, which SQL has no number for"));
+        assert_eq!(
+            f64_from_text("-Infinity"),
+            Err("is infinite, which SQL has no number for")
+        );
         assert!(f64_from_text("inf").is_err());
         assert!(f64_from_text("abc").is_err());
     }

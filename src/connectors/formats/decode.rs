@@ -380,7 +380,7 @@ impl RecErr {
             error_time: now,
             level: "ERROR",
             name: self.name.to_string(),
-            message: format!("{pump}: {}", self.message),
+            message: format!("{pump}: {}{}", self.message, ErrorRow::data_row_note(data.len())),
             data_rowtime: rowtime,
             data_row: ErrorRow::hex(data),
             pump_name: Some(pump.to_string()),
@@ -1586,8 +1586,8 @@ mod tests {
         assert!(RecordDecoder::new(&whole_second, "S").is_ok());
         let bad_path = json_schema("$", &[("A", "INTEGER", "$..a")]);
         assert!(RecordDecoder::new(&bad_path, "S").is_err());
-        let bad_decimal = json_schema("$", &[("A", "DECIMAL(2,5)", "$.a")]);
-        assert!(RecordDecoder::new(&bad_decimal, "S").is_err());
+        // A scale past the precision is refused where the type is read, before any decoder.
+        assert!(SqlType::parse("DECIMAL(2,5)").is_err());
     }
 
     #[test]
