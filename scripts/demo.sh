@@ -6,4 +6,7 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
 "$here/scripts/setup.sh"
-exec cargo run --quiet -- run queries/cancellation-spike "$@"
+# The build scripts/test.sh makes too (every target, so the dependencies are compiled once
+# with one set of features for both), then the binary it leaves.
+cargo build --all-targets --locked --quiet
+exec "$CARGO_TARGET_DIR/debug/sluice" run queries/cancellation-spike "$@"

@@ -339,7 +339,8 @@ fn stagger_to_group_by(toks: &mut Vec<TokenWithSpan>) {
                 _ => {}
             }
         }
-        let (Some(range_at), true) = (range_at, body.len() > 2 && word_is(&body[0], "PARTITION")) else {
+        let well_formed = body.len() > 2 && word_is(&body[0], "PARTITION") && word_is(&body[1], "BY");
+        let (Some(range_at), true) = (range_at.filter(|&r| r >= 2), well_formed) else {
             // leave it for the parser to report at the right place
             return;
         };

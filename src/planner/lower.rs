@@ -214,6 +214,24 @@ fn is_stagger_marker(e: &Expr) -> bool {
 }
 
 pub fn lower(plan: &LogicalPlan, catalog: &Catalog, at: At) -> Result<Lowered> {
+    lower_node(plan, catalog, at).map_err(|e| positioned(e, at))
+}
+
+/// An error of DataFusion's or Arrow's that lowering met (compiling an expression, a
+/// type it cannot handle) reaches the user in the dialect's words, at the statement.
+fn positioned(e: SluiceError, at: At) -> SluiceError {
+    let location = datafusion::sql::sqlparser::tokenizer::Location {
+        line: at.line,
+        column: at.column,
+    };
+    match e {
+        SluiceError::DataFusion(e) => super::df_error(e, location),
+        SluiceError::Arrow(e) => at.error(super::tidy_message(&e.to_string()).0),
+        other => other,
+    }
+}
+
+fn lower_node(plan: &LogicalPlan, catalog: &Catalog, at: At) -> Result<Lowered> {
     match plan {
         LogicalPlan::TableScan(scan) => {
             let name = scan.table_name.table().to_string();

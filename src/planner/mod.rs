@@ -122,7 +122,14 @@ pub fn plan_application(app: &AppSpec) -> Result<ApplicationPlan> {
             .spawn_scoped(scope, || plan_application_on_this_thread(app))
             .map_err(|e| SluiceError::runtime(format!("starting the planner thread: {e}")))?
             .join()
-            .map_err(|_| SluiceError::runtime("the planner failed unexpectedly (a bug in sluice)"))?
+            .map_err(|panic| {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("no message");
+                SluiceError::runtime(format!("the planner failed unexpectedly (a bug in sluice): {why}"))
+            })?
     })
 }
 
@@ -644,7 +651,7 @@ fn rowtime_override(plan: &LogicalPlan) -> Option<usize> {
 /// request for a bug report (the user's typo is not DataFusion's bug), and Rust debug
 /// dumps of syntax nodes, which become the text the user wrote. Returns the position of
 /// the token a dump named, if any.
-fn tidy_message(raw: &str) -> (String, Option<(u64, u64)>) {
+pub(crate) fn tidy_message(raw: &str) -> (String, Option<(u64, u64)>) {
     use std::sync::LazyLock;
     static IDENT: LazyLock<regex::Regex> = LazyLock::new(|| {
         regex::Regex::new(
@@ -680,6 +687,14 @@ fn tidy_message(raw: &str) -> (String, Option<(u64, u64)>) {
             None => c[1].to_string(),
         })
         .into_owned();
+    message = sql_rendering(&message);
+    message = without_debug_dump(&message);
+    if message.contains("does not support logical expression AggregateFunction") {
+        message = "an aggregate function (COUNT, SUM, MIN, ...) is used where a value of each row is \
+                   needed (in WHERE, in GROUP BY, or in a query without GROUP BY): aggregates belong in the \
+                   select list or HAVING of a GROUP BY query, or OVER a window"
+            .to_string();
+    }
     if message.contains("Unsupported interval argument") || message.contains("INTERVAL expression cannot be") {
         let found = message.rsplit(": ").next().unwrap_or_default().trim().to_string();
         let found = found
@@ -748,9 +763,72 @@ fn planning_error(e: DataFusionError, shared: &[dialect::select_names::SharedNam
     }
 }
 
+/// A message that still carries a Rust debug dump of a syntax or plan node (`Unsupported
+/// ast node TableFunction { expr: ... }`) keeps the node's name and loses the dump.
+fn without_debug_dump(message: &str) -> String {
+    use std::sync::LazyLock;
+    static DUMP: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"\b([A-Z][A-Za-z0-9]+)(?:\(+[A-Z][A-Za-z0-9]+)? \{ [a-z_]+: ").expect("a valid pattern")
+    });
+    let Some(found) = DUMP.captures(message) else {
+        return message.to_string();
+    };
+    let name = match &found[1] {
+        "Wildcard" => "* (a wildcard)",
+        "TableFunction" => "TABLE(...)",
+        other => other,
+    };
+    let start = found.get(0).map_or(0, |m| m.start());
+    format!("{}{name}", &message[..start])
+}
+
+/// DataFusion names expressions by their Rust rendering (`Int64(1)`,
+/// `IntervalMonthDayNano("IntervalMonthDayNano { months: 0, days: 0, nanoseconds: ... }")`,
+/// `Utf8("x")`); a message shows them as SQL writes them.
+fn sql_rendering(message: &str) -> String {
+    use std::sync::LazyLock;
+    static INTERVAL: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(
+            r#"IntervalMonthDayNano\("+IntervalMonthDayNano \{ months: (-?\d+), days: (-?\d+), nanoseconds: (-?\d+) \}"+\)"#,
+        )
+        .expect("a valid pattern")
+    });
+    static COUNT_STAR: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(r"count\(Int64\(1\)\)").expect("a valid pattern"));
+    static NUMBER: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(
+            r"\b(?:U?Int(?:8|16|32|64)|Float(?:16|32|64)|Decimal128)\((-?[0-9.eE+-]+)(?:, *\d+, *-?\d+)?\)",
+        )
+        .expect("a valid pattern")
+    });
+    static STRING: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r#"\b(?:Utf8|LargeUtf8|Utf8View)\("+([^"]*)"+\)"#).expect("a valid pattern")
+    });
+    let message = INTERVAL.replace_all(message, |c: &regex::Captures| {
+        let (months, days, nanos): (i64, i64, i64) = (
+            c[1].parse().unwrap_or(0),
+            c[2].parse().unwrap_or(0),
+            c[3].parse().unwrap_or(0),
+        );
+        if months != 0 {
+            format!("INTERVAL '{months}' MONTH")
+        } else {
+            let ms = days * 86_400_000 + nanos / 1_000_000;
+            if ms % 1_000 == 0 {
+                format!("INTERVAL '{}' SECOND", ms / 1_000)
+            } else {
+                format!("INTERVAL '{}' SECOND", ms as f64 / 1_000.0)
+            }
+        }
+    });
+    let message = COUNT_STAR.replace_all(&message, "count(*)");
+    let message = NUMBER.replace_all(&message, "$1");
+    STRING.replace_all(&message, "'$1'").into_owned()
+}
+
 /// A DataFusion planning error as a positioned SQL error: DataFusion's diagnostic span
 /// when it has one, else the statement's start.
-fn df_error(e: DataFusionError, at: Location) -> SluiceError {
+pub(crate) fn df_error(e: DataFusionError, at: Location) -> SluiceError {
     let (line, column) = e
         .diagnostic()
         .and_then(|d| d.span)
@@ -809,5 +887,25 @@ mod tests {
             "No field named x: Identifier(Ident { value: \"x\", quote_style: Some('\"'), span: Span(Location(2,3)..Location(2,6)) })",
         );
         assert_eq!(m, "No field named x: \"x\"");
+        let (m, _) = tidy_message(
+            "This feature is not implemented: Unsupported ast node TableFunction { expr: Tuple([TypedString(\
+             TypedString { data_type: Table(None) }) }",
+        );
+        assert_eq!(m, "This feature is not implemented: Unsupported ast node TABLE(...)");
+        let (m, _) = tidy_message(
+            "Physical plan does not support logical expression Wildcard { qualifier: None, options: \
+             WildcardOptions { ilike: None } }",
+        );
+        assert_eq!(m, "Physical plan does not support logical expression * (a wildcard)");
+        let (m, _) = tidy_message(
+            "currently only \"R.CITY, step(R.ROWTIME,IntervalMonthDayNano(\"IntervalMonthDayNano { months: 0, days: 0, \
+             nanoseconds: 60000000000 }\")), count(Int64(1)), sum(CASE WHEN R.T = Utf8(\"\"X\"\") THEN Int64(1) ELSE \
+             Float64(0.5) END)\" appears",
+        );
+        assert_eq!(
+            m,
+            "currently only \"R.CITY, step(R.ROWTIME,INTERVAL '60' SECOND), count(*), sum(CASE WHEN R.T = 'X' THEN 1 \
+             ELSE 0.5 END)\" appears"
+        );
     }
 }

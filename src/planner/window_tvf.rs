@@ -179,7 +179,7 @@ fn interval_ms(e: &Expr, catalog: &Catalog, what: &str, at: At) -> Result<i64> {
     let planner = SqlToRel::new(catalog);
     let expr = planner
         .sql_to_expr(e.clone(), &DFSchema::empty(), &mut PlannerContext::new())
-        .map_err(|err| at.error(format!("{what}: {}", err.strip_backtrace())))?;
+        .map_err(|err| at.error(format!("{what}: {}", super::tidy_message(&err.strip_backtrace()).0)))?;
     let LExpr::Literal(v, _) = &expr else {
         return Err(at.error(format!(
             "{what} must be an interval literal such as INTERVAL '1' MINUTE, found {e}"

@@ -227,7 +227,9 @@ fn check_refusal(folder: &std::path::Path, sql: &str) -> Result<bool, String> {
     }
     match e {
         sluice::SluiceError::Sql { line, .. } | sluice::SluiceError::Unsupported { line, .. } if line >= 1 => Ok(true),
-        other => Err(format!("a refused statement has no line and column: {other}")),
+        other => Err(format!(
+            "a refused statement has no line and column: {other}\n--- code:\n{sql}"
+        )),
     }
 }
 
