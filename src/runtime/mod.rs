@@ -132,6 +132,9 @@ fn fingerprint(app: &AppSpec, delivery: crate::engine::Delivery) -> String {
         if let Some(e) = &i.event_time {
             text.push_str(&format!("|event-time:{e:?}"));
         }
+        // Where the records come from: a saved position (a line count, a sequence number)
+        // means nothing in another file or stream, so resuming there would skip records.
+        text.push_str(&format!("|from:{}", source_identity(&i.source)));
     }
     // A reference table counts by name only: its rows (and so a refresh, or a new
     // location) change no saved state.
@@ -149,6 +152,23 @@ fn fingerprint(app: &AppSpec, delivery: crate::engine::Delivery) -> String {
     format!("{h:016x}")
 }
 
+/// What a source's saved position is a position in: the file (by its full path) or the
+/// Kinesis stream. Settings that do not move positions (a generator's rate, endpoints,
+/// polling) are left out, so changing them keeps the state.
+fn source_identity(source: &crate::app::SourceSpec) -> String {
+    use crate::app::SourceSpec;
+    match source {
+        SourceSpec::File { path, .. } | SourceSpec::Recorded { path, .. } => {
+            let full = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            format!("file:{}", full.display())
+        }
+        SourceSpec::Kinesis(c) => format!("kinesis:{}", c.connection.stream_name),
+        SourceSpec::Generator { seed, .. } => format!("generator:{seed}"),
+        SourceSpec::Stdin => "stdin".into(),
+        SourceSpec::Unsupported { kind, .. } => kind.clone(),
+    }
+}
+
 /// Opens the state folder and returns the checkpoint to resume from, if any.
 fn open_state(
     app: &AppSpec,
@@ -161,7 +181,7 @@ fn open_state(
         Some(theirs) if theirs != mine => {
             if !options.fresh {
                 return Err(SluiceError::config(format!(
-                    "the state in {} was written by a different application (its code or configuration changed); \
+                    "the state in {} was written by a different application (its code, inputs or outputs changed); \
                      run with --fresh to discard that state and start from the beginning",
                     options.state_dir.display()
                 )));

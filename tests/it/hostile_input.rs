@@ -253,3 +253,36 @@ async fn integer_overflow_sends_the_row_to_error_stream() {
     let errors: usize = out.streams["error_stream"].iter().map(|b| b.num_rows()).sum();
     assert_eq!(errors, 1);
 }
+
+/// A saved position is a position in one file: the same state folder with another input
+/// file is refused, naming --fresh, instead of skipping that file's first records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_input_file_on_the_same_state_folder_is_refused() {
+    use sluice::engine::{CheckpointOptions, RunOptions, TimeMode};
+    let lines: Vec<String> = (0..20)
+        .map(|i| format!(r#"{{"rowtime": "2026-12-07 10:00:{i:02}.000", "data": {{"a": {i}}}}}"#))
+        .collect();
+    let (first, second) = (super::write_recording(&lines), super::write_recording(&lines));
+    let sql = "CREATE OR REPLACE STREAM \"OUT\" (A INTEGER);\n\
+               CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\" SELECT STREAM A FROM \"SOURCE_SQL_STREAM_001\";";
+    let state = tempfile::tempdir().unwrap();
+    let options = || {
+        let mut o = RunOptions::new(TimeMode::Recorded { flush_at: None });
+        o.checkpoints = Some(CheckpointOptions {
+            state_dir: state.path().to_path_buf(),
+            interval_ms: 3_600_000,
+            fresh: false,
+        });
+        o
+    };
+    let app =
+        |file: &tempfile::NamedTempFile| super::recorded_app(sql, &[("A", "INTEGER", "$.a")], file.path(), &["OUT"]);
+    sluice::engine::run(&app(&first), options()).await.unwrap();
+    let Err(err) = sluice::engine::run(&app(&second), options()).await else {
+        panic!("another input file on the same state folder was accepted");
+    };
+    let err = err.to_string();
+    assert!(err.contains("--fresh"), "{err}");
+    // The same file again resumes (and, finished, publishes nothing again).
+    assert!(sluice::engine::run(&app(&first), options()).await.is_ok());
+}
