@@ -149,14 +149,13 @@ fn projected(e: &Expr, input: &DFSchema, rowtime: usize, catalog: &Catalog) -> R
 /// column read outside them (`MONOTONIC(t)`, `FLOOR(MONOTONIC(t) TO MINUTE)`)?
 fn is_declared_monotonic(e: &Expr) -> bool {
     use datafusion::common::tree_node::{Transformed, TreeNode};
-    let is_call = |x: &Expr| matches!(x, Expr::ScalarFunction(f) if f.name() == "monotonic");
-    if !e.exists(|x| Ok(is_call(x))).unwrap_or(false) {
+    if !e.exists(|x| Ok(is_monotonic_call(x))).unwrap_or(false) {
         return false;
     }
     let outside = e
         .clone()
         .transform_down(|x| {
-            Ok(if is_call(&x) {
+            Ok(if is_monotonic_call(&x) {
                 Transformed::new(
                     Expr::Literal(ScalarValue::Null, None),
                     true,
