@@ -97,10 +97,12 @@ pub struct LineSink<W> {
     pub written: u64,
     /// A file can be cut back to a checkpoint; a terminal cannot.
     pub rewindable: bool,
+    /// Where the lines go, as an error names it ("standard output", "file out/a.jsonl").
+    target: String,
 }
 
 impl<W: tokio::io::AsyncWrite + Unpin + Send> LineSink<W> {
-    pub fn new(writer: W, format: crate::app::OutputFormat) -> Self {
+    pub fn new(writer: W, format: crate::app::OutputFormat, target: impl Into<String>) -> Self {
         LineSink {
             writer,
             format,
@@ -108,7 +110,13 @@ impl<W: tokio::io::AsyncWrite + Unpin + Send> LineSink<W> {
             rows: 0,
             written: 0,
             rewindable: false,
+            target: target.into(),
         }
+    }
+
+    /// An outside failure (a full disk, a closed pipe), naming where the lines were going.
+    fn failed(&self, doing: &str, e: std::io::Error) -> crate::SluiceError {
+        crate::SluiceError::runtime(format!("{doing} {}: {e}", self.target))
     }
 }
 
@@ -127,15 +135,13 @@ impl<W: tokio::io::AsyncWrite + Unpin + Send> Sink for LineSink<W> {
             }
             self.rows += batch.num_rows() as u64;
             self.written += self.buffer.len() as u64;
-            self.writer
-                .write_all(&self.buffer)
-                .await
-                .map_err(|e| crate::SluiceError::runtime(format!("writing output: {e}")))?;
+            if let Err(e) = self.writer.write_all(&self.buffer).await {
+                return Err(self.failed("writing to", e));
+            }
             // Alerts are read as they fire: do not sit on them in a buffer.
-            self.writer
-                .flush()
-                .await
-                .map_err(|e| crate::SluiceError::runtime(format!("writing output: {e}")))?;
+            if let Err(e) = self.writer.flush().await {
+                return Err(self.failed("writing to", e));
+            }
             Ok(())
         })
     }
@@ -143,10 +149,10 @@ impl<W: tokio::io::AsyncWrite + Unpin + Send> Sink for LineSink<W> {
     fn finish(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             use tokio::io::AsyncWriteExt;
-            self.writer
-                .flush()
-                .await
-                .map_err(|e| crate::SluiceError::runtime(format!("flushing output: {e}")))
+            match self.writer.flush().await {
+                Ok(()) => Ok(()),
+                Err(e) => Err(self.failed("flushing", e)),
+            }
         })
     }
 
@@ -156,10 +162,9 @@ impl<W: tokio::io::AsyncWrite + Unpin + Send> Sink for LineSink<W> {
             if !self.rewindable {
                 return Ok(None);
             }
-            self.writer
-                .flush()
-                .await
-                .map_err(|e| crate::SluiceError::runtime(format!("flushing output: {e}")))?;
+            if let Err(e) = self.writer.flush().await {
+                return Err(self.failed("flushing", e));
+            }
             Ok(Some(self.written.to_le_bytes().to_vec()))
         })
     }

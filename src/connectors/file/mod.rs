@@ -188,7 +188,11 @@ pub async fn file_sink(
         }
         None => tokio::fs::File::create(path).await.map_err(|e| io_error(path, e))?,
     };
-    let mut sink = LineSink::new(tokio::io::BufWriter::new(file), format);
+    let mut sink = LineSink::new(
+        tokio::io::BufWriter::new(file),
+        format,
+        format!("output file {}", path.display()),
+    );
     sink.written = length.unwrap_or(0);
     sink.rewindable = true;
     Ok(sink)

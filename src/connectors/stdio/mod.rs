@@ -66,5 +66,5 @@ impl Source for StdinSource {
 }
 
 pub fn stdout_sink(format: OutputFormat) -> LineSink<tokio::io::Stdout> {
-    LineSink::new(tokio::io::stdout(), format)
+    LineSink::new(tokio::io::stdout(), format, "standard output")
 }
