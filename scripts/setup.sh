@@ -16,3 +16,10 @@ if [ ${#need[@]} -gt 0 ]; then
     exit 1
   fi
 fi
+# The gate in scripts/test.sh formats and lints: rustfmt and clippy, from the toolchain.
+if command -v rustup >/dev/null 2>&1; then
+  installed="$(rustup component list --installed 2>/dev/null)"
+  for c in rustfmt clippy; do
+    grep -q "^$c" <<<"$installed" || rustup component add "$c"
+  done
+fi

@@ -18,6 +18,16 @@ trap stop_test_servers EXIT
 
 conformance="${SLUICE_CONFORMANCE:-$here/../shared/conformance}"
 
+echo "== the gate: formatting and lints"
+cargo fmt --check
+# Clippy as the compiler of sluice's own crate only, with its warnings as errors.
+# `cargo clippy` would check every dependency again in its own mode and rerun
+# RocksDB's C++ build (about 10 minutes here); this reuses the dependencies the tests
+# build, and costs one more compile of sluice itself.
+RUSTC_WORKSPACE_WRAPPER="$(command -v clippy-driver || rustup which clippy-driver)" \
+  CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__" \
+  cargo build --all-targets --locked 2>&1
+
 echo "== cargo test (unit, integration, benches in test mode)"
 cargo test --all-targets --locked 2>&1
 
