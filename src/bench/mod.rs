@@ -4,6 +4,9 @@
 //! `s3-delivery` (in `connectors::s3::bench`) writes ride events to S3 objects in each
 //! format and compression and reports rows/s and MB/s.
 //!
+//! `kill-campaign` (in `kill_campaign`) kills a running application again and again and
+//! compares its final output with an uninterrupted run's.
+//!
 //! `checkpoint-overhead` runs one application for N seconds without checkpoints, then
 //! for N seconds with a checkpoint every interval, and compares the two throughputs (the
 //! durable-state issue asks for "within 10%"). The application is the built-in ride
@@ -18,6 +21,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
+
+mod kill_campaign;
 
 use crate::app::{AppSpec, DestinationSpec, OutputFormat, OutputSpec};
 use crate::engine::{CheckpointOptions, RunOptions, TimeMode};
@@ -82,6 +87,24 @@ pub enum BenchCommand {
         )]
         cases: Vec<String>,
     },
+    /// SIGKILL a running application --kills times at random moments, restarting it on
+    /// its state folder each time, at least once and exactly once, and compare its final
+    /// output with an uninterrupted run's, byte for byte (see `bench::kill_campaign`).
+    KillCampaign {
+        /// Ride events in the input file.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        /// Kills per delivery mode.
+        #[arg(long, default_value_t = 20)]
+        kills: u32,
+        #[arg(long, default_value_t = 200)]
+        checkpoint_interval_ms: u64,
+        /// A kill comes at a random moment up to this long after each start.
+        #[arg(long, default_value_t = 1500)]
+        max_run_ms: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 pub async fn main_with(command: BenchCommand) -> anyhow::Result<i32> {
@@ -119,6 +142,43 @@ pub async fn main_with(command: BenchCommand) -> anyhow::Result<i32> {
             buffer_size_mb,
             cases,
         } => s3_delivery(endpoint, bucket, region, rows, buffer_size_mb, &cases).await,
+        BenchCommand::KillCampaign {
+            records,
+            kills,
+            checkpoint_interval_ms,
+            max_run_ms,
+            seed,
+        } => {
+            let options = kill_campaign::Options {
+                records,
+                kills,
+                checkpoint_interval_ms,
+                max_run_ms,
+                seed,
+            };
+            let figures = tokio::task::spawn_blocking(move || kill_campaign::run(&options)).await??;
+            println!(
+                "delivery records kills kills_after_checkpoint restore_ms_median restore_ms_max output_rows identical"
+            );
+            let mut failed = false;
+            for f in figures {
+                let mut ms = f.restore_ms.clone();
+                ms.sort_unstable();
+                println!(
+                    "{} {} {} {} {} {} {} {}",
+                    f.delivery,
+                    f.records,
+                    f.kills,
+                    f.kills_after_checkpoint,
+                    ms.get(ms.len() / 2).map_or("-".into(), |m| m.to_string()),
+                    ms.last().map_or("-".into(), |m| m.to_string()),
+                    f.output_rows,
+                    if f.identical { "yes" } else { "NO" }
+                );
+                failed |= !f.identical;
+            }
+            Ok(if failed { 1 } else { 0 })
+        }
     }
 }
 
