@@ -105,6 +105,8 @@ pub struct SourceContext {
     /// The input's transform (KDA's Lambda preprocessor, as HTTP): raw records go
     /// through it before decoding.
     preprocessor: Option<std::sync::Arc<super::http::Preprocessor>>,
+    /// Whether the JSON paths were checked against the first records (once per input).
+    paths_checked: bool,
 }
 
 impl SourceContext {
@@ -135,6 +137,7 @@ impl SourceContext {
             late: None,
             late_clock: Millis::MIN,
             preprocessor: None,
+            paths_checked: false,
         }
     }
 
@@ -299,6 +302,10 @@ impl SourceContext {
             }
             None => records,
         };
+        if !self.paths_checked {
+            self.paths_checked = true;
+            self.warn_unmatched_paths(records);
+        }
         let decoded = self.decoder.decode(records, default_rowtime);
         if !decoded.errors.is_empty() {
             let _ = self.errors.send(decoded.errors);
@@ -314,6 +321,25 @@ impl SourceContext {
         let partition = records[0].shard_id.as_deref().unwrap_or("");
         let released = self.order_rows(index, partition, &decoded.batch);
         self.emit(index, released).await;
+    }
+
+    /// Says at start which JSON columns read nothing from the input's first records, and
+    /// which mapping would (a column's default path `$.<NAME>` is upper case, keys often
+    /// are not): otherwise every value is NULL, or every record an error row, unsaid.
+    fn warn_unmatched_paths(&self, records: &[RawRecord]) {
+        for u in self.decoder.unmatched_paths(records) {
+            let first = format!(
+                "input {}: column {} reads the JSON path {}, which matches no member of the first {} records, \
+                 so its value is NULL",
+                self.input, u.column, u.mapping, u.records
+            );
+            match &u.suggestion {
+                Some(path) => tracing::warn!(
+                    "{first}; the records have {path}: give the column mapping = \"{path}\" in the input's schema"
+                ),
+                None => tracing::warn!("{first}; give the column a `mapping` that names a member of the records"),
+            }
+        }
     }
 
     /// Stamps event times and hands the rows to the stream's order.

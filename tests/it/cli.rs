@@ -285,3 +285,55 @@ fn run_expands_environment_variables_in_file_paths() {
         "{stderr}"
     );
 }
+
+/// Lower-case keys in the data and columns without a mapping (whose path is then
+/// `$.<NAME>`): the run says so at start, once, with the mapping that would match.
+#[test]
+fn run_warns_when_a_json_path_matches_nothing_and_suggests_the_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..10)
+        .map(|i| format!(r#"{{"ts": "2026-03-01 10:00:{i:02}", "event_type": "ride", "city": "Oslo"}}"#))
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), lines.join("\n")).unwrap();
+    std::fs::write(
+        dir.path().join("sluice.toml"),
+        r#"code_text = """
+CREATE OR REPLACE STREAM "OUT" (ts TIMESTAMP, city VARCHAR(8));
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT" SELECT STREAM ts, city FROM "SOURCE_SQL_STREAM_001";
+"""
+[[inputs]]
+[inputs.schema]
+record_format = "JSON"
+columns = [ { name = "TS", sql_type = "TIMESTAMP" },
+            { name = "EVENT_TYPE", sql_type = "VARCHAR(8)" },
+            { name = "CITY", sql_type = "VARCHAR(8)", mapping = "$.city" } ]
+[inputs.source]
+kind = "file"
+path = "in.jsonl"
+[[outputs]]
+stream = "OUT"
+[outputs.destination]
+kind = "file"
+path = "out.jsonl"
+"#,
+    )
+    .unwrap();
+    let out = sluice()
+        .arg("run")
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "input SOURCE_SQL_STREAM_001: column TS reads the JSON path $.TS, which matches no member of the first \
+             10 records, so its value is NULL; the records have $.ts: give the column mapping = \"$.ts\""
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("mapping = \"$.event_type\""), "{stderr}");
+    assert!(!stderr.contains("column CITY"), "CITY's mapping matches: {stderr}");
+    assert_eq!(stderr.matches("column TS reads").count(), 1, "said once: {stderr}");
+}
