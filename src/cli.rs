@@ -29,6 +29,11 @@ pub enum Command {
     Run {
         /// Path to the manifest (or a folder holding `sluice.toml`).
         app: PathBuf,
+        /// Read the file input (or reference table) NAME from PATH instead of the file
+        /// the manifest names; NAME is an input's name prefix or stream, or a table.
+        /// Repeatable. An input of another kind (stdin, generator, ...) then reads PATH.
+        #[arg(long = "input", value_name = "NAME=PATH")]
+        inputs: Vec<crate::manifest::InputOverride>,
         /// Events per second of the built-in generator (overrides the manifest).
         #[arg(long)]
         rate: Option<u64>,
@@ -74,7 +79,12 @@ pub enum Command {
         cases: Vec<PathBuf>,
     },
     /// Parse and plan an application and print its streams and operator chains.
-    Explain { app: PathBuf },
+    Explain {
+        app: PathBuf,
+        /// As for `run`: NAME reads PATH (checked, though explaining reads no input).
+        #[arg(long = "input", value_name = "NAME=PATH")]
+        inputs: Vec<crate::manifest::InputOverride>,
+    },
     /// Measurements too long for criterion (`benches/engine.rs` holds the short ones).
     Bench {
         #[command(subcommand)]
@@ -90,6 +100,7 @@ pub async fn main_with(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run {
             app,
+            inputs,
             rate,
             seed,
             limit,
@@ -101,7 +112,7 @@ pub async fn main_with(cli: Cli) -> anyhow::Result<i32> {
             http,
             memory_budget,
         } => {
-            let mut spec = crate::manifest::load_manifest(&manifest_path(app))?;
+            let mut spec = crate::manifest::load_manifest_with(&manifest_path(app), &inputs)?;
             crate::manifest::validate(&spec)?;
             for input in &mut spec.inputs {
                 if let SourceSpec::Generator {
@@ -164,8 +175,8 @@ pub async fn main_with(cli: Cli) -> anyhow::Result<i32> {
                 1
             })
         }
-        Command::Explain { app } => {
-            let spec = crate::manifest::load_manifest(&manifest_path(app))?;
+        Command::Explain { app, inputs } => {
+            let spec = crate::manifest::load_manifest_with(&manifest_path(app), &inputs)?;
             let plan = crate::planner::plan_application(&spec)?;
             print!("{}", plan.describe());
             Ok(0)

@@ -45,6 +45,161 @@ pub const KDA_MAX_PARALLELISM: u32 = 64;
 /// A reference `path` with this prefix (`s3://bucket/key`) names an S3 object.
 pub const S3_PREFIX: &str = "s3://";
 
+/// `--input NAME=PATH` on the command line: the file input (by name prefix or stream
+/// name) or reference table NAME reads PATH instead of what the manifest says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputOverride {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for InputOverride {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text.split_once('=') {
+            Some((name, path)) if !name.trim().is_empty() && !path.is_empty() => Ok(InputOverride {
+                name: name.trim().to_string(),
+                path: PathBuf::from(path),
+            }),
+            _ => Err(format!(
+                "'{text}' is not NAME=PATH (NAME: an input's name prefix or stream, or a reference table)"
+            )),
+        }
+    }
+}
+
+/// A configured file path with `${ENV}` resolved the way URLs and headers are
+/// (`substitute_env`), before it is joined to the manifest's folder: a variable may hold
+/// an absolute path. `key` names the setting in the message of an unset variable.
+fn expand_path(key: &str, text: &str) -> std::result::Result<String, String> {
+    crate::connectors::http::client::substitute_env(text).map_err(|e| format!("`{key}` \"{text}\": {e}"))
+}
+
+/// The item `wanted` names among items known by several names each: an exact match,
+/// else the only one that matches ignoring ASCII case (a shell user types names freely).
+fn find_named(names: &[Vec<String>], wanted: &str) -> Option<usize> {
+    names.iter().position(|n| n.iter().any(|n| n == wanted)).or_else(|| {
+        let mut hits = (0..names.len()).filter(|&i| names[i].iter().any(|n| n.eq_ignore_ascii_case(wanted)));
+        match (hits.next(), hits.next()) {
+            (Some(i), None) => Some(i),
+            _ => None,
+        }
+    })
+}
+
+/// The names an input answers to on the command line: its prefix and its streams.
+fn input_names(input: &InputSpec) -> Vec<String> {
+    let mut names = vec![input.name_prefix.clone()];
+    names.extend(input.stream_names());
+    names
+}
+
+/// Points the inputs and reference tables that `overrides` name at their new files. An
+/// input of another kind (stdin, generator, Kinesis) becomes a file input: the point of
+/// the option is to run an application on a file without editing its configuration.
+pub fn apply_input_overrides(app: &mut AppSpec, overrides: &[InputOverride]) -> Result<()> {
+    for o in overrides {
+        let inputs: Vec<Vec<String>> = app.inputs.iter().map(input_names).collect();
+        if let Some(i) = find_named(&inputs, &o.name) {
+            let input = &mut app.inputs[i];
+            match &mut input.source {
+                SourceSpec::File { path, .. } | SourceSpec::Recorded { path, .. } => *path = o.path.clone(),
+                other => {
+                    tracing::info!(
+                        input = %input.name_prefix,
+                        "--input: reading the file {} instead of the configured {} source",
+                        o.path.display(),
+                        source_kind(other)
+                    );
+                    *other = SourceSpec::File {
+                        path: o.path.clone(),
+                        skip_header_lines: 0,
+                    };
+                }
+            }
+            continue;
+        }
+        let tables: Vec<Vec<String>> = app.references.iter().map(|r| vec![r.table.clone()]).collect();
+        if let Some(i) = find_named(&tables, &o.name) {
+            let text = o.path.to_string_lossy();
+            app.references[i].location = match text.strip_prefix(S3_PREFIX).and_then(|rest| rest.split_once('/')) {
+                Some((bucket, key)) => {
+                    s3_location(bucket, key).map_err(|e| config(format!("--input {}: {e}", o.name)))?
+                }
+                None => crate::app::ReferenceLocation::File(o.path.clone()),
+            };
+            continue;
+        }
+        let list = |names: Vec<String>| {
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        };
+        return Err(config(format!(
+            "--input {}={}: the application has no input or reference table named {}; its inputs: {}; \
+             its reference tables: {}",
+            o.name,
+            o.path.display(),
+            o.name,
+            list(app.inputs.iter().map(|i| i.name_prefix.clone()).collect()),
+            list(app.references.iter().map(|r| r.table.clone()).collect()),
+        )));
+    }
+    Ok(())
+}
+
+fn source_kind(source: &SourceSpec) -> String {
+    match source {
+        SourceSpec::File { .. } => "file".into(),
+        SourceSpec::Recorded { .. } => "recorded".into(),
+        SourceSpec::Stdin => "stdin".into(),
+        SourceSpec::Generator { .. } => "generator".into(),
+        SourceSpec::Kinesis(_) => "kinesis".into(),
+        SourceSpec::Unsupported { kind, .. } => kind.clone(),
+    }
+}
+
+/// Before a manifest's paths are resolved: an input or table that `--input` will point
+/// elsewhere takes the new path now, so a `${VAR}` in the path it replaces need not be set.
+/// (`apply_input_overrides` does the replacing, and the refusing of unknown names.)
+fn preset_overridden_paths(m: &mut Manifest, overrides: &[InputOverride]) {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    for o in overrides {
+        // Written back as manifest text: absolute (the manifest's folder must not apply)
+        // and with `${` escaped (it is not to be expanded).
+        let Some(text) = cwd.join(&o.path).to_str().map(|t| t.replace("${", "$${")) else {
+            continue;
+        };
+        let inputs: Vec<Vec<String>> = m
+            .inputs
+            .iter()
+            .map(|i| {
+                let prefix = i.name_prefix.clone().unwrap_or_else(|| DEFAULT_NAME_PREFIX.to_string());
+                let mut names: Vec<String> = (1..=i.parallelism.unwrap_or(1).max(1))
+                    .map(|n| format!("{prefix}_{n:03}"))
+                    .collect();
+                names.insert(0, prefix);
+                names
+            })
+            .collect();
+        if let Some(i) = find_named(&inputs, &o.name) {
+            if let Some(s) = m.inputs[i].source.as_mut().filter(|s| s.path.is_some()) {
+                s.path = Some(text);
+            }
+            continue;
+        }
+        let tables: Vec<Vec<String>> = m.references.iter().map(|r| vec![r.table_name.clone()]).collect();
+        if let Some(i) = find_named(&tables, &o.name)
+            && m.references[i].path.is_some()
+        {
+            m.references[i].path = Some(text);
+        }
+    }
+}
+
 fn config(msg: impl Into<String>) -> SluiceError {
     SluiceError::config(msg)
 }
@@ -495,6 +650,19 @@ impl ManifestDestination {
 /// An input may have `preprocessor = { url = "...", headers = { ... }, timeout_ms = 10000,
 /// batch_size = 500, max_attempts = 5 }`: KDA's Lambda preprocessor as an HTTP endpoint.
 pub fn load_manifest(path: &Path) -> Result<AppSpec> {
+    load_manifest_with(path, &[])
+}
+
+/// [`load_manifest`], with the inputs and reference tables that `overrides` name
+/// (`sluice run APP --input NAME=PATH`) reading other files. An unknown name is refused,
+/// naming the inputs and tables there are.
+pub fn load_manifest_with(path: &Path, overrides: &[InputOverride]) -> Result<AppSpec> {
+    let mut app = load_manifest_file(path, overrides)?;
+    apply_input_overrides(&mut app, overrides)?;
+    Ok(app)
+}
+
+fn load_manifest_file(path: &Path, overrides: &[InputOverride]) -> Result<AppSpec> {
     let text = read(path)?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let is_json =
@@ -507,14 +675,15 @@ pub fn load_manifest(path: &Path) -> Result<AppSpec> {
         let json: Json =
             serde_json::from_str(&text).map_err(|e| config(format!("{}: invalid JSON: {e}", path.display())))?;
         if looks_like_manifest(&json) {
-            let manifest: Manifest =
+            let mut manifest: Manifest =
                 serde_json::from_value(json).map_err(|e| config(format!("{}: {e}", path.display())))?;
+            preset_overridden_paths(&mut manifest, overrides);
             from_manifest(manifest, &base_dir, &default_name)
         } else {
             from_describe_application(&json, &base_dir)
         }
     } else {
-        parse_manifest_with_name(&text, &base_dir, &default_name)
+        parse_manifest_with_name(&text, &base_dir, &default_name, overrides)
     };
     loaded.map_err(|e| match e {
         SluiceError::Config(msg) if !msg.starts_with(&path.display().to_string()) => {
@@ -526,11 +695,17 @@ pub fn load_manifest(path: &Path) -> Result<AppSpec> {
 
 /// Parses a TOML manifest from text; relative paths resolve against `base_dir`.
 pub fn parse_manifest(text: &str, base_dir: &Path) -> Result<AppSpec> {
-    parse_manifest_with_name(text, base_dir, "application")
+    parse_manifest_with_name(text, base_dir, "application", &[])
 }
 
-fn parse_manifest_with_name(text: &str, base_dir: &Path, default_name: &str) -> Result<AppSpec> {
-    let manifest: Manifest = toml::from_str(text).map_err(|e| config(e.to_string().trim_end().to_string()))?;
+fn parse_manifest_with_name(
+    text: &str,
+    base_dir: &Path,
+    default_name: &str,
+    overrides: &[InputOverride],
+) -> Result<AppSpec> {
+    let mut manifest: Manifest = toml::from_str(text).map_err(|e| config(e.to_string().trim_end().to_string()))?;
+    preset_overridden_paths(&mut manifest, overrides);
     from_manifest(manifest, base_dir, default_name)
 }
 
@@ -858,11 +1033,12 @@ fn manifest_source(s: &ManifestSource, base_dir: &Path) -> std::result::Result<S
         "file" | "recorded" => {
             not_for_kind(&kind, &generator)?;
             not_for_kind(&kind, &remote)?;
-            let p = base_dir.join(
+            let p = base_dir.join(expand_path(
+                "path",
                 s.path
                     .as_deref()
                     .ok_or_else(|| format!("kind = \"{kind}\" needs `path`"))?,
-            );
+            )?);
             let skip_header_lines = s.skip_header_lines.unwrap_or(0);
             Ok(if kind == "file" {
                 SourceSpec::File {
@@ -993,15 +1169,18 @@ fn reference_location(
     use crate::app::ReferenceLocation;
     match (&r.path, &r.s3) {
         (Some(_), Some(_)) => Err("give either `path` or `s3`, not both".into()),
-        (Some(p), None) => match p.strip_prefix(S3_PREFIX) {
-            Some(rest) => {
-                let (bucket, key) = rest
-                    .split_once('/')
-                    .ok_or_else(|| format!("`path` {p} names no object (s3://BUCKET/KEY)"))?;
-                s3_location(bucket, key).map(Some)
+        (Some(written), None) => {
+            let p = expand_path("path", written)?;
+            match p.strip_prefix(S3_PREFIX) {
+                Some(rest) => {
+                    let (bucket, key) = rest
+                        .split_once('/')
+                        .ok_or_else(|| format!("`path` {p} names no object (s3://BUCKET/KEY)"))?;
+                    s3_location(bucket, key).map(Some)
+                }
+                None => Ok(Some(ReferenceLocation::File(base_dir.join(p)))),
             }
-            None => Ok(Some(ReferenceLocation::File(base_dir.join(p)))),
-        },
+        }
         (None, Some(s3)) => {
             let mut location = s3_location(&s3.bucket_arn, &s3.file_key)?;
             if let ReferenceLocation::S3 { connection, .. } = &mut location {
@@ -1115,7 +1294,7 @@ fn manifest_destination(
         }
         "file" => {
             not_for_kind(&kind, &remote)?;
-            let p = d.path.as_deref().ok_or("kind = \"file\" needs `path`")?;
+            let p = expand_path("path", d.path.as_deref().ok_or("kind = \"file\" needs `path`")?)?;
             Ok(DestinationSpec::File { path: base_dir.join(p) })
         }
         "kinesis" => {
@@ -2358,5 +2537,105 @@ parked_path = "parked/out.jsonl""#,
             outputs: vec![],
         };
         assert!(validate(&empty).unwrap_err().to_string().contains("no inputs"));
+    }
+
+    #[test]
+    fn input_overrides_repoint_inputs_and_tables_and_refuse_unknown_names() {
+        let mut app = parse_manifest(TOML_MANIFEST, Path::new("/apps")).unwrap();
+        let overrides: Vec<InputOverride> = [
+            "SOURCE_SQL_STREAM=/data/rides-2.jsonl",
+            // A stream name, in lower case: the only input it can mean.
+            "clicks_001=clicks.csv",
+            "CITIES=s3://ref/cities.csv",
+        ]
+        .iter()
+        .map(|t| t.parse().unwrap())
+        .collect();
+        apply_input_overrides(&mut app, &overrides).unwrap();
+        assert_eq!(
+            app.inputs[0].source,
+            SourceSpec::File {
+                path: PathBuf::from("/data/rides-2.jsonl"),
+                skip_header_lines: 0
+            }
+        );
+        // The generator input now reads the file.
+        assert_eq!(
+            app.inputs[1].source,
+            SourceSpec::File {
+                path: PathBuf::from("clicks.csv"),
+                skip_header_lines: 0
+            }
+        );
+        assert_eq!(app.references[0].location.to_string(), "s3://ref/cities.csv");
+
+        let unknown: InputOverride = "RIDES=x.jsonl".parse().unwrap();
+        let err = apply_input_overrides(&mut app, &[unknown]).unwrap_err().to_string();
+        assert!(
+            err.contains("no input or reference table named RIDES")
+                && err.contains("its inputs: SOURCE_SQL_STREAM, CLICKS")
+                && err.contains("its reference tables: Cities"),
+            "{err}"
+        );
+        for bad in ["no-equals-sign", "=x.jsonl", "NAME="] {
+            assert!(bad.parse::<InputOverride>().unwrap_err().contains("NAME=PATH"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_unset_variable_in_a_path_names_the_variable_and_the_key() {
+        const UNSET: &str = "SLUICE_TEST_SURELY_UNSET_VARIABLE";
+        let with = |from: &str, to: &str| parse_manifest(&TOML_MANIFEST.replacen(from, to, 1), Path::new("/apps"));
+        let cases = [
+            ("path = \"rides.jsonl\"", "inputs[0] (SOURCE_SQL_STREAM).source: `path`"),
+            ("path = \"cities.csv\"", "references[0] (Cities): `path`"),
+            (
+                "path = \"out/rides.csv\"",
+                "outputs[0] (DESTINATION_SQL_STREAM).destination: `path`",
+            ),
+        ];
+        for (from, key) in cases {
+            let err = with(from, &format!("path = \"${{{UNSET}}}/x\""))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(key) && err.contains(&format!("the environment variable {UNSET} is not set")),
+                "{err}"
+            );
+        }
+        // `$${` is a literal `${`, and a lone `$` is kept.
+        let app = with("path = \"rides.jsonl\"", "path = \"$${x}/a$b.jsonl\"").unwrap();
+        assert_eq!(
+            app.inputs[0].source,
+            SourceSpec::File {
+                path: PathBuf::from("/apps/${x}/a$b.jsonl"),
+                skip_header_lines: 0
+            }
+        );
+    }
+
+    #[test]
+    fn an_overridden_path_need_not_have_its_variables_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(
+            &path,
+            TOML_MANIFEST.replacen(
+                "path = \"rides.jsonl\"",
+                "path = \"${SLUICE_TEST_SURELY_UNSET_VARIABLE}/rides.jsonl\"",
+                1,
+            ),
+        )
+        .unwrap();
+        assert!(load_manifest(&path).is_err());
+        let o: InputOverride = "SOURCE_SQL_STREAM=/data/${weird}.jsonl".parse().unwrap();
+        let app = load_manifest_with(&path, &[o]).unwrap();
+        assert_eq!(
+            app.inputs[0].source,
+            SourceSpec::File {
+                path: PathBuf::from("/data/${weird}.jsonl"),
+                skip_header_lines: 0
+            }
+        );
     }
 }

@@ -16,6 +16,59 @@ use crate::time::{Millis, now_millis};
 /// How many records a source decodes into one batch at most.
 pub const BATCH_RECORDS: usize = 4096;
 
+/// How many bytes of raw records a source decodes into one batch at most (a record larger
+/// than this is a batch of its own). A batch is in memory several times over while it
+/// is decoded and passed on (the raw records, the parsed document, the Arrow columns, a
+/// pump's output), so a count alone let 100 records of 10 MB peak at gigabytes. 8 MiB
+/// keeps that peak in tens of megabytes, while records of up to 2 KB, the usual size of
+/// an event, still fill all 4,096 places of a batch.
+pub const BATCH_BYTES: usize = 8 << 20;
+
+/// Whether a batch of `records` records of `bytes` bytes is full.
+fn batch_full(records: usize, bytes: usize) -> bool {
+    records >= BATCH_RECORDS || bytes >= BATCH_BYTES
+}
+
+/// How many of the leading `records` make one batch: at least one, at most
+/// [`BATCH_RECORDS`], and no more once [`BATCH_BYTES`] is reached.
+fn batch_len(records: &[RawRecord]) -> usize {
+    let mut bytes = 0;
+    for (i, r) in records.iter().enumerate() {
+        bytes += r.data.len();
+        if batch_full(i + 1, bytes) {
+            return i + 1;
+        }
+    }
+    records.len()
+}
+
+/// The records a source gathers for its next batch: full at [`BATCH_RECORDS`] records
+/// or [`BATCH_BYTES`] bytes, whichever comes first.
+#[derive(Debug, Default)]
+pub struct PendingRecords {
+    records: Vec<RawRecord>,
+    bytes: usize,
+}
+
+impl PendingRecords {
+    /// Adds a record; true when the batch is now full and should be published.
+    pub fn push(&mut self, record: RawRecord) -> bool {
+        self.bytes += record.data.len();
+        self.records.push(record);
+        batch_full(self.records.len(), self.bytes)
+    }
+
+    pub fn records(&self) -> &[RawRecord] {
+        &self.records
+    }
+
+    /// Empties the batch after it was published.
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.bytes = 0;
+    }
+}
+
 pub trait Source: Send {
     /// Reads until the input ends or `ctx.shutdown` fires, publishing through `ctx`.
     fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, Result<()>>;
@@ -52,6 +105,8 @@ pub struct SourceContext {
     /// The input's transform (KDA's Lambda preprocessor, as HTTP): raw records go
     /// through it before decoding.
     preprocessor: Option<std::sync::Arc<super::http::Preprocessor>>,
+    /// Whether the JSON paths were checked against the first records (once per input).
+    paths_checked: bool,
 }
 
 impl SourceContext {
@@ -82,6 +137,7 @@ impl SourceContext {
             late: None,
             late_clock: Millis::MIN,
             preprocessor: None,
+            paths_checked: false,
         }
     }
 
@@ -208,11 +264,19 @@ impl SourceContext {
     }
 
     /// Decodes and publishes records to the input's `index`-th in-application stream
-    /// (a source that assigns shards to streams picks the stream itself).
+    /// (a source that assigns shards to streams picks the stream itself). Records come
+    /// in any number (a Kinesis response holds up to 10,000): they are decoded in
+    /// batches of at most [`BATCH_RECORDS`] records and [`BATCH_BYTES`] bytes.
     pub async fn publish_to(&mut self, index: usize, records: &[RawRecord]) {
-        if records.is_empty() {
-            return;
+        let mut rest = records;
+        while !rest.is_empty() {
+            let (batch, after) = rest.split_at(batch_len(rest));
+            self.publish_batch(index, batch).await;
+            rest = after;
         }
+    }
+
+    async fn publish_batch(&mut self, index: usize, records: &[RawRecord]) {
         let default_rowtime = match self.time {
             TimeMode::WallClock { .. } => self.clock(),
             TimeMode::Recorded { .. } => records
@@ -238,6 +302,10 @@ impl SourceContext {
             }
             None => records,
         };
+        if !self.paths_checked {
+            self.paths_checked = true;
+            self.warn_unmatched_paths(records);
+        }
         let decoded = self.decoder.decode(records, default_rowtime);
         if !decoded.errors.is_empty() {
             let _ = self.errors.send(decoded.errors);
@@ -253,6 +321,25 @@ impl SourceContext {
         let partition = records[0].shard_id.as_deref().unwrap_or("");
         let released = self.order_rows(index, partition, &decoded.batch);
         self.emit(index, released).await;
+    }
+
+    /// Says at start which JSON columns read nothing from the input's first records, and
+    /// which mapping would (a column's default path `$.<NAME>` is upper case, keys often
+    /// are not): otherwise every value is NULL, or every record an error row, unsaid.
+    fn warn_unmatched_paths(&self, records: &[RawRecord]) {
+        for u in self.decoder.unmatched_paths(records) {
+            let first = format!(
+                "input {}: column {} reads the JSON path {}, which matches no member of the first {} records, \
+                 so its value is NULL",
+                self.input, u.column, u.mapping, u.records
+            );
+            match &u.suggestion {
+                Some(path) => tracing::warn!(
+                    "{first}; the records have {path}: give the column mapping = \"{path}\" in the input's schema"
+                ),
+                None => tracing::warn!("{first}; give the column a `mapping` that names a member of the records"),
+            }
+        }
     }
 
     /// Stamps event times and hands the rows to the stream's order.
@@ -407,5 +494,92 @@ impl SourceContext {
             }
             TimeMode::Recorded { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(bytes: usize) -> RawRecord {
+        RawRecord {
+            data: vec![b'x'; bytes],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn large_records_are_cut_by_bytes() {
+        // 3 MiB records: the third passes the 8 MiB budget.
+        let mut pending = PendingRecords::default();
+        assert!(!pending.push(record(3 << 20)));
+        assert!(!pending.push(record(3 << 20)));
+        assert!(pending.push(record(3 << 20)));
+        assert_eq!(pending.records().len(), 3);
+        pending.clear();
+        assert!(pending.records().is_empty());
+        // A record past the budget on its own is a batch of one.
+        assert!(pending.push(record(10 << 20)));
+
+        let records: Vec<RawRecord> = [3, 3, 3, 10, 1, 1].iter().map(|mb| record(mb << 20)).collect();
+        assert_eq!(batch_len(&records), 3);
+        assert_eq!(batch_len(&records[3..]), 1);
+        assert_eq!(batch_len(&records[4..]), 2, "what is left is one batch");
+    }
+
+    #[test]
+    fn small_records_are_still_cut_at_the_record_count() {
+        let mut pending = PendingRecords::default();
+        for i in 1..BATCH_RECORDS {
+            assert!(!pending.push(record(200)), "full after {i} records");
+        }
+        assert!(pending.push(record(200)));
+        assert_eq!(pending.records().len(), BATCH_RECORDS);
+
+        let records: Vec<RawRecord> = (0..10_000).map(|_| record(200)).collect();
+        assert_eq!(batch_len(&records), BATCH_RECORDS);
+        assert_eq!(batch_len(&records[..10]), 10);
+    }
+
+    /// A Kinesis response is published in one call: it is decoded in batches all the same.
+    #[tokio::test]
+    async fn one_publish_of_large_records_is_decoded_in_batches() {
+        use crate::app::{RecordColumn, RecordFormat, RecordSchema};
+        use crate::types::{ColumnDef, SqlType};
+        let schema = RecordSchema {
+            columns: vec![RecordColumn {
+                column: ColumnDef::new("ID", SqlType::parse("INTEGER").unwrap()),
+                mapping: Some("$.id".into()),
+            }],
+            format: RecordFormat::Json { row_path: "$".into() },
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        let (errors, _errors_rx) = mpsc::unbounded_channel();
+        let (_stop_tx, stop) = watch::channel(false);
+        let mut ctx = SourceContext::new(
+            "IN_001".into(),
+            vec![StreamWriter { index: 0, tx }],
+            RecordDecoder::new(&schema, "IN_001").unwrap(),
+            errors,
+            TimeMode::Recorded { flush_at: None },
+            stop,
+            std::sync::Arc::new(crate::runtime::metrics::Metrics::new("test")),
+        );
+        let pad = "x".repeat(5 << 20);
+        let records: Vec<RawRecord> = (0..3)
+            .map(|id| RawRecord {
+                data: format!("{{\"id\": {id}, \"pad\": \"{pad}\"}}").into_bytes(),
+                ..Default::default()
+            })
+            .collect();
+        ctx.publish_to(0, &records).await;
+        drop(ctx);
+        let mut rows = Vec::new();
+        while let Some((_, message)) = rx.recv().await {
+            if let Message::Data(batch) = message {
+                rows.push(batch.num_rows());
+            }
+        }
+        assert_eq!(rows, [2, 1]);
     }
 }

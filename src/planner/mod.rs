@@ -13,6 +13,7 @@ pub mod reference;
 pub mod stream_join;
 pub mod table_function;
 pub mod union;
+mod unknown_field;
 pub mod window_tvf;
 
 use std::sync::Arc;
@@ -674,6 +675,7 @@ pub(crate) fn tidy_message(raw: &str) -> (String, Option<(u64, u64)>) {
         message = message.replace(prefix, "");
     }
     message = BUG_REPORT.replace(&message, "").into_owned();
+    message = unknown_field::in_dialect_words(&message);
     let mut token_at = None;
     if let Some(c) = IDENT.captures(&message) {
         let (l, col) = (c[4].parse().unwrap_or(0), c[5].parse().unwrap_or(0));

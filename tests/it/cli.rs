@@ -165,3 +165,175 @@ fn an_application_with_an_error_stream_output_completes_checkpoints() {
     let latest = store.latest().unwrap().expect("a checkpoint was committed");
     assert!(latest.id >= 2, "checkpoints kept completing: last id {}", latest.id);
 }
+
+/// A folder with an application that copies `SENSOR` from its JSON input into a file
+/// output; `input_path` and `output_path` are written into the manifest as they are.
+fn copy_app(dir: &Path, input_path: &str, output_path: &str) {
+    std::fs::write(
+        dir.join("sluice.toml"),
+        format!(
+            r#"code_text = """
+CREATE OR REPLACE STREAM "OUT" (sensor VARCHAR(8));
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT" SELECT STREAM sensor FROM "SOURCE_SQL_STREAM_001";
+"""
+[[inputs]]
+[inputs.schema]
+record_format = "JSON"
+columns = [ {{ name = "SENSOR", sql_type = "VARCHAR(8)", mapping = "$.sensor" }} ]
+[inputs.source]
+kind = "file"
+path = "{input_path}"
+[[outputs]]
+stream = "OUT"
+[outputs.destination]
+kind = "file"
+path = "{output_path}"
+"#
+        ),
+    )
+    .unwrap();
+}
+
+fn sensors(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["SENSOR"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn run_input_option_reads_another_file_without_editing_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_app(dir.path(), "in.jsonl", "out.jsonl");
+    std::fs::write(dir.path().join("in.jsonl"), "{\"sensor\": \"manifest\"}\n").unwrap();
+    let other = dir.path().join("elsewhere");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("today.jsonl"), "{\"sensor\": \"a\"}\n{\"sensor\": \"b\"}\n").unwrap();
+
+    // PATH is relative to where the command runs, as any command-line path.
+    let out = sluice()
+        .current_dir(&other)
+        .arg("run")
+        .arg(dir.path())
+        .args(["--input", "SOURCE_SQL_STREAM=today.jsonl"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(sensors(&dir.path().join("out.jsonl")), ["a", "b"]);
+
+    // An unknown name is refused, naming the inputs there are; so does `explain`.
+    for command in ["run", "explain"] {
+        let out = sluice()
+            .arg(command)
+            .arg(dir.path())
+            .args(["--input", "RIDES=today.jsonl"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command}: {stderr}");
+        assert!(
+            stderr.contains("no input or reference table named RIDES")
+                && stderr.contains("its inputs: SOURCE_SQL_STREAM"),
+            "{command}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn run_expands_environment_variables_in_file_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("2026-03-01.jsonl"), "{\"sensor\": \"march\"}\n").unwrap();
+    copy_app(
+        dir.path(),
+        "${SLUICE_DATA}/${SLUICE_DAY}.jsonl",
+        "${SLUICE_OUT}/copied.jsonl",
+    );
+    let out_dir = dir.path().join("results");
+    let out = sluice()
+        .arg("run")
+        .arg(dir.path())
+        .env("SLUICE_DATA", &data)
+        .env("SLUICE_DAY", "2026-03-01")
+        .env("SLUICE_OUT", &out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(sensors(&out_dir.join("copied.jsonl")), ["march"]);
+
+    // A variable that is not set is named, with the setting that uses it.
+    let out = sluice()
+        .arg("run")
+        .arg(dir.path())
+        .env("SLUICE_DATA", &data)
+        .env("SLUICE_OUT", &out_dir)
+        .env_remove("SLUICE_DAY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("inputs[0] (SOURCE_SQL_STREAM).source: `path`")
+            && stderr.contains("the environment variable SLUICE_DAY is not set"),
+        "{stderr}"
+    );
+}
+
+/// Lower-case keys in the data and columns without a mapping (whose path is then
+/// `$.<NAME>`): the run says so at start, once, with the mapping that would match.
+#[test]
+fn run_warns_when_a_json_path_matches_nothing_and_suggests_the_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..10)
+        .map(|i| format!(r#"{{"ts": "2026-03-01 10:00:{i:02}", "event_type": "ride", "city": "Oslo"}}"#))
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), lines.join("\n")).unwrap();
+    std::fs::write(
+        dir.path().join("sluice.toml"),
+        r#"code_text = """
+CREATE OR REPLACE STREAM "OUT" (ts TIMESTAMP, city VARCHAR(8));
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT" SELECT STREAM ts, city FROM "SOURCE_SQL_STREAM_001";
+"""
+[[inputs]]
+[inputs.schema]
+record_format = "JSON"
+columns = [ { name = "TS", sql_type = "TIMESTAMP" },
+            { name = "EVENT_TYPE", sql_type = "VARCHAR(8)" },
+            { name = "CITY", sql_type = "VARCHAR(8)", mapping = "$.city" } ]
+[inputs.source]
+kind = "file"
+path = "in.jsonl"
+[[outputs]]
+stream = "OUT"
+[outputs.destination]
+kind = "file"
+path = "out.jsonl"
+"#,
+    )
+    .unwrap();
+    let out = sluice()
+        .arg("run")
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "input SOURCE_SQL_STREAM_001: column TS reads the JSON path $.TS, which matches no member of the first \
+             10 records, so its value is NULL; the records have $.ts: give the column mapping = \"$.ts\""
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("mapping = \"$.event_type\""), "{stderr}");
+    assert!(!stderr.contains("column CITY"), "CITY's mapping matches: {stderr}");
+    assert_eq!(stderr.matches("column TS reads").count(), 1, "said once: {stderr}");
+}

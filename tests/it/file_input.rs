@@ -125,3 +125,33 @@ fn skip_header_lines_skips_a_csv_header_and_without_it_the_header_is_an_error_ro
     assert_eq!(tickers(&out["OUT"]), ["AMZN", "MSFT"]);
     assert_eq!(text_column(&out["error_stream"], "ERROR_NAME"), ["CoercionError"]);
 }
+
+/// Records of several megabytes are batched by bytes as well as by count: each comes
+/// through, and no batch holds more than the byte budget allows (with 4 MiB records,
+/// two), where 4,096 records to a batch would have held them all at once.
+#[test]
+fn records_of_several_megabytes_all_come_through_in_small_batches() {
+    let pad = "p".repeat(4 << 20);
+    let mut bytes = Vec::new();
+    for i in 0..6 {
+        bytes.extend_from_slice(format!("{{\"ticker\":\"BIG{i}\",\"price\":{i},\"pad\":\"{pad}\"}}\n").as_bytes());
+    }
+    for i in 0..10 {
+        bytes.extend_from_slice(format!("{{\"ticker\":\"S{i}\",\"price\":{i}}}\n").as_bytes());
+    }
+    let file = write_file(&bytes);
+    let out = run(file.path(), false, 0);
+
+    let expected: Vec<String> = (0..6)
+        .map(|i| format!("BIG{i}"))
+        .chain((0..10).map(|i| format!("S{i}")))
+        .collect();
+    assert_eq!(tickers(&out["OUT"]), expected, "every record, in order");
+    assert!(out["error_stream"].iter().all(|b| b.num_rows() == 0));
+    let sizes: Vec<usize> = out["OUT"]
+        .iter()
+        .map(RecordBatch::num_rows)
+        .filter(|&n| n > 0)
+        .collect();
+    assert_eq!(sizes, [2, 2, 2, 10], "batches cut at 8 MiB");
+}

@@ -120,3 +120,47 @@ fn a_reference_to_a_name_two_items_share_is_ambiguous() {
         }
     }
 }
+
+/// Columns declared in lower case (as a manifest may) are reached only in double quotes:
+/// the message says so in the dialect's words, at the name, and never sends the user to
+/// a DataFusion setting.
+#[test]
+fn a_lower_case_column_named_without_quotes_is_told_to_quote_it() {
+    let file = super::write_recording(&[]);
+    let plan = |sql: &str| {
+        let app = super::recorded_app(
+            sql,
+            &[
+                ("ts", "TIMESTAMP", "$.ts"),
+                ("event_type", "VARCHAR(8)", "$.event_type"),
+            ],
+            file.path(),
+            &[],
+        );
+        sluice::planner::plan_application(&app).map(|_| ())
+    };
+    let stream = "CREATE OR REPLACE STREAM \"OUT\" (t TIMESTAMP, e VARCHAR(8));\n";
+    let err = plan(&format!(
+        "{stream}CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\"\n  SELECT STREAM ts, \"event_type\" FROM \"SOURCE_SQL_STREAM_001\";"
+    ))
+    .unwrap_err();
+    match err {
+        SluiceError::Sql { line, column, message } => {
+            assert_eq!((line, column), (3, 17), "{message}");
+            assert!(
+                message.starts_with(
+                    "No field named TS: the column is declared as \"ts\" and unquoted names are upper-cased (KDA's \
+                     rule): write \"ts\" in double quotes, or declare the column in upper case (TS)."
+                ),
+                "{message}"
+            );
+            assert!(!message.contains("enable_ident_normalization"), "{message}");
+        }
+        other => panic!("expected a SQL error, got {other}"),
+    }
+    // Written as the message says, it plans.
+    plan(&format!(
+        "{stream}CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\"\n  SELECT STREAM \"ts\", \"event_type\" FROM \"SOURCE_SQL_STREAM_001\";"
+    ))
+    .unwrap();
+}

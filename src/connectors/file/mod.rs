@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::RawRecord;
 use super::sink::LineSink;
-use super::source::{BATCH_RECORDS, Source, SourceContext};
+use super::source::{PendingRecords, Source, SourceContext};
 use crate::app::OutputFormat;
 use crate::error::{Result, SluiceError};
 use crate::time::parse_timestamp;
@@ -100,7 +100,7 @@ impl Source for FileSource {
                 .await
                 .map_err(|e| io_error(&self.path, e))?;
             let mut lines = BufReader::with_capacity(1 << 20, file).split(b'\n');
-            let mut batch = Vec::with_capacity(BATCH_RECORDS);
+            let mut batch = PendingRecords::default();
             let mut line_no = 0u64;
             // Position = lines consumed; a restart skips the lines a checkpoint covered.
             let skip = ctx.resume.unwrap_or(0).max(self.skip_header_lines);
@@ -123,9 +123,8 @@ impl Source for FileSource {
                     }
                 };
                 // A recording fixes ROWTIMEs: publish a batch whenever it is full.
-                batch.push(record);
-                if batch.len() >= BATCH_RECORDS {
-                    ctx.publish(&batch).await;
+                if batch.push(record) {
+                    ctx.publish(batch.records()).await;
                     batch.clear();
                     ctx.checkpoint_point(line_no).await;
                 }
@@ -133,7 +132,7 @@ impl Source for FileSource {
                     break;
                 }
             }
-            ctx.publish(&batch).await;
+            ctx.publish(batch.records()).await;
             ctx.finish(line_no.max(skip)).await;
             Ok(())
         })

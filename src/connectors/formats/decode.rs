@@ -35,6 +35,9 @@ use crate::types::{PARTITION_KEY, SEQUENCE_NUMBER, SHARD_ID, SqlType, input_stre
 use super::coerce::{Cell, Scratch, Target, coerce_field, coerce_json};
 use super::json::{Doc, Kind, Seg, parse_path};
 
+mod path_check;
+pub use path_check::UnmatchedPath;
+
 /// The result of decoding a slice of records.
 #[derive(Debug)]
 pub struct Decoded {
@@ -144,6 +147,13 @@ impl RecordDecoder {
             schema: stream_schema(&columns, true),
             metadata,
         })
+    }
+
+    /// JSON columns whose path matches no member of any row of `records`, with the path
+    /// that would match when the records have one differing only in case or in the way
+    /// to its last name. For the first records of an input: it parses them once more.
+    pub fn unmatched_paths(&self, records: &[RawRecord]) -> Vec<UnmatchedPath> {
+        path_check::unmatched(&self.core, records)
     }
 
     /// The declared columns, the envelope columns not declared, then
@@ -330,6 +340,8 @@ struct ColPlan {
     target: Target,
     not_null: bool,
     path: ColPath,
+    /// JSON: the mapping as written (for messages); empty for CSV.
+    mapping: String,
 }
 
 #[derive(Debug)]
@@ -530,10 +542,14 @@ impl Core {
         for rc in &schema.columns {
             let c = &rc.column;
             let target = Target::of(&c.sql_type).map_err(|m| cfg(format!("column {}: {m}", c.name)))?;
+            let mapping = if json {
+                rc.mapping.clone().unwrap_or_else(|| format!("$.{}", c.name))
+            } else {
+                String::new()
+            };
             let path = if !json {
                 ColPath::Position
             } else {
-                let mapping = rc.mapping.clone().unwrap_or_else(|| format!("$.{}", c.name));
                 let mut segs = parse_path(&mapping).map_err(|m| cfg(format!("column {}: {m}", c.name)))?;
                 // A trailing [0:] takes the whole array (rendered as its JSON text).
                 if segs.last() == Some(&Seg::All) {
@@ -571,6 +587,7 @@ impl Core {
                 target,
                 not_null: c.not_null,
                 path,
+                mapping,
             });
         }
         let format = match &schema.format {

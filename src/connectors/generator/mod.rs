@@ -11,7 +11,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::RawRecord;
-use super::source::{BATCH_RECORDS, Source, SourceContext};
+use super::source::{PendingRecords, Source, SourceContext};
 use crate::engine::TimeMode;
 use crate::error::Result;
 use crate::time::Millis;
@@ -161,23 +161,23 @@ impl Source for GeneratorSource {
             match ctx.time.clone() {
                 TimeMode::Recorded { .. } => {
                     // Synthetic time: as fast as possible, deterministic ROWTIMEs.
-                    let mut batch = Vec::with_capacity(BATCH_RECORDS);
+                    let mut batch = PendingRecords::default();
                     while produced < limit && !*ctx.shutdown.borrow() {
                         let elapsed = (produced * 1000 / rate) as Millis;
                         let t = RECORDED_START + elapsed;
-                        batch.push(RawRecord {
+                        let full = batch.push(RawRecord {
                             data: events.next_event(elapsed, t),
                             rowtime: Some(t),
                             ..Default::default()
                         });
                         produced += 1;
-                        if batch.len() >= BATCH_RECORDS {
-                            ctx.publish(&batch).await;
+                        if full {
+                            ctx.publish(batch.records()).await;
                             batch.clear();
                             ctx.checkpoint_point(produced).await;
                         }
                     }
-                    ctx.publish(&batch).await;
+                    ctx.publish(batch.records()).await;
                 }
                 TimeMode::WallClock { .. } => {
                     let start = ctx.clock();

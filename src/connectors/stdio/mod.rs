@@ -6,7 +6,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use super::RawRecord;
 use super::file::{is_blank, line_record};
 use super::sink::LineSink;
-use super::source::{BATCH_RECORDS, Source, SourceContext};
+use super::source::{PendingRecords, Source, SourceContext};
 use crate::app::OutputFormat;
 use crate::error::{Result, SluiceError};
 
@@ -20,7 +20,7 @@ impl Source for StdinSource {
             let mut lines = BufReader::new(tokio::io::stdin()).split(b'\n');
             let mut first = true;
             let mut tick = tokio::time::interval(ctx.bound_interval().unwrap_or(std::time::Duration::from_secs(3600)));
-            let mut batch = Vec::with_capacity(BATCH_RECORDS);
+            let mut batch = PendingRecords::default();
             // A stop (Ctrl-C) ends the input as its end would, even while a read waits for
             // a line that may never come.
             let mut stop = ctx.shutdown.clone();
@@ -39,9 +39,9 @@ impl Source for StdinSource {
                         match line.map_err(|e| SluiceError::runtime(format!("reading stdin: {e}")))? {
                             Some(l) => {
                                 let data = line_record(&l, std::mem::take(&mut first));
-                                if !is_blank(data) {
-                                    batch.push(RawRecord { data: data.to_vec(), ..Default::default() });
-                                    if batch.len() >= BATCH_RECORDS { ctx.publish(&batch).await; batch.clear(); }
+                                if !is_blank(data) && batch.push(RawRecord { data: data.to_vec(), ..Default::default() }) {
+                                    ctx.publish(batch.records()).await;
+                                    batch.clear();
                                 }
                             }
                             None => break,
@@ -49,7 +49,7 @@ impl Source for StdinSource {
                     }
                     _ = tick.tick() => {
                         // interactive input arrives line by line: publish what is there
-                        ctx.publish(&batch).await;
+                        ctx.publish(batch.records()).await;
                         batch.clear();
                         if ctx.bound_interval().is_some() {
                             let now = ctx.clock();
@@ -58,7 +58,7 @@ impl Source for StdinSource {
                     }
                 }
             }
-            ctx.publish(&batch).await;
+            ctx.publish(batch.records()).await;
             ctx.finish(0).await;
             Ok(())
         })
