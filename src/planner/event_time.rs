@@ -266,4 +266,41 @@ mod tests {
         let m = refusal(Some("TS"), &aggregated);
         assert!(m.contains("monotonic expression of ROWTIME"), "{m}");
     }
+
+    #[test]
+    fn a_sliding_window_is_ordered_by_rowtime_or_the_event_time_column() {
+        let sliding = |order: &str, frame: &str| {
+            format!(
+                "CREATE OR REPLACE STREAM \"OUT\" (TS TIMESTAMP, N BIGINT);\n\
+                 CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\" SELECT STREAM e.ts, \
+                 COUNT(*) OVER (PARTITION BY e.k {order} {frame}) FROM \"SOURCE_SQL_STREAM_001\" AS e;"
+            )
+        };
+        let range = "RANGE INTERVAL '1' MINUTE PRECEDING";
+        for (order, frame) in [
+            ("", range),
+            ("ORDER BY e.ROWTIME", range),
+            ("ORDER BY ROWTIME", "ROWS 3 PRECEDING"),
+            ("ORDER BY FLOOR(e.ROWTIME TO SECOND)", "ROWS 3 PRECEDING"),
+        ] {
+            plan(None, &sliding(order, frame)).unwrap_or_else(|e| panic!("{order} {frame}: {e}"));
+        }
+        // The event-time column is ROWTIME; on the ingest clock it would be ignored.
+        plan(Some("TS"), &sliding("ORDER BY e.ts", range)).unwrap();
+        let m = refusal(None, &sliding("ORDER BY e.ts", range));
+        assert!(
+            m.contains("write ORDER BY ROWTIME") && m.contains("[inputs.event_time] column = \"TS\""),
+            "{m}"
+        );
+        // Another order, or a RANGE measured on something else than ROWTIME.
+        for (order, frame) in [
+            ("ORDER BY e.k", "ROWS 3 PRECEDING"),
+            ("ORDER BY e.ROWTIME DESC", range),
+            ("ORDER BY FLOOR(e.ROWTIME TO SECOND)", range),
+            ("ORDER BY e.ROWTIME, e.k", "ROWS 3 PRECEDING"),
+        ] {
+            let m = refusal(Some("TS"), &sliding(order, frame));
+            assert!(m.contains("ORDER BY ROWTIME"), "{order} {frame}: {m}");
+        }
+    }
 }

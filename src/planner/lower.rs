@@ -742,6 +742,7 @@ fn lower_window(window: &datafusion::logical_expr::Window, catalog: &Catalog, at
             return Err(at.unsupported("FILTER on a windowed aggregate"));
         }
         let frame = &params.window_frame;
+        window_order_is_rowtime(params, &window.input, catalog, at)?;
         if !matches!(frame.end_bound, WindowFrameBound::CurrentRow) {
             return Err(at.error("a sliding window must end at the current row (no FOLLOWING)"));
         }
@@ -804,6 +805,45 @@ fn lower_window(window: &datafusion::logical_expr::Window, catalog: &Catalog, at
     lowered.ops.push(Box::new(op));
     lowered.batch_schema = output_schema;
     Ok(lowered)
+}
+
+/// A sliding window holds the stream's rows in ROWTIME order and measures a RANGE in
+/// ROWTIME: its ORDER BY must say so (or be left out, which means ROWTIME). ROWTIME may be
+/// written through aliases and subqueries or as the input's event-time column; a ROWS
+/// window may also be ordered by a function of ROWTIME alone (the same order). Any other
+/// key would be ignored, so it is refused rather than run in another order.
+fn window_order_is_rowtime(
+    params: &datafusion::logical_expr::expr::WindowFunctionParams,
+    input: &LogicalPlan,
+    catalog: &Catalog,
+    at: At,
+) -> Result<()> {
+    use datafusion::logical_expr::WindowFrameUnits;
+    let [key] = params.order_by.as_slice() else {
+        if params.order_by.is_empty() {
+            return Ok(());
+        }
+        return Err(at.error(
+            "a sliding window is ordered by ROWTIME alone: write ORDER BY ROWTIME (or leave ORDER BY out), \
+             not several keys",
+        ));
+    };
+    let written = as_written(&key.expr, input, catalog).expr;
+    let is_rowtime = matches!(&written, Expr::Column(c) if c.name == ROWTIME);
+    let rows_in_rowtime_order = params.window_frame.units == WindowFrameUnits::Rows && is_rowtime_bucket(&written);
+    if key.asc && (is_rowtime || rows_in_rowtime_order) {
+        return Ok(());
+    }
+    let mut message = format!(
+        "a sliding window runs over the stream in ROWTIME order and measures RANGE in ROWTIME: \
+         write ORDER BY ROWTIME (or leave ORDER BY out) instead of ORDER BY {}{}",
+        super::sql_rendering(&key.expr.to_string()),
+        if key.asc { "" } else { " DESC" }
+    );
+    if let Some(why) = super::event_time::why_not_rowtime(&written, catalog).filter(|_| key.asc) {
+        message = format!("{message}. {why}");
+    }
+    Err(at.error(message))
 }
 
 /// KDA's analytic functions over a sliding window (`operators::analytic`): `LAG`,
