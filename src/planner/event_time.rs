@@ -303,4 +303,15 @@ mod tests {
             assert!(m.contains("ORDER BY ROWTIME"), "{order} {frame}: {m}");
         }
     }
+
+    #[test]
+    fn equal_event_time_columns_join_the_rows_of_one_instant() {
+        let join = "CREATE OR REPLACE STREAM \"OUT\" (K VARCHAR(8), TS TIMESTAMP);\n\
+             CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\" SELECT STREAM a.k, b.ts \
+             FROM \"SOURCE_SQL_STREAM_001\" AS a JOIN \"SOURCE_SQL_STREAM_001\" AS b \
+             ON a.ts = b.ts AND a.k = b.k;";
+        plan(Some("TS"), join).unwrap();
+        let m = refusal(None, join);
+        assert!(m.contains("needs a window"), "{m}");
+    }
 }
