@@ -314,4 +314,19 @@ mod tests {
         let m = refusal(None, join);
         assert!(m.contains("needs a window"), "{m}");
     }
+
+    #[test]
+    fn stagger_and_table_function_windows_take_the_event_time_column_as_written() {
+        let stagger = "CREATE OR REPLACE STREAM \"OUT\" (K VARCHAR(8), W TIMESTAMP, N BIGINT);\n\
+             CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\" SELECT STREAM e.k, FLOOR(e.ts TO MINUTE), COUNT(*) \
+             FROM \"SOURCE_SQL_STREAM_001\" AS e \
+             WINDOWED BY STAGGER (PARTITION BY FLOOR(e.ts TO MINUTE), e.k RANGE INTERVAL '1' MINUTE);";
+        let tumble = "CREATE OR REPLACE STREAM \"OUT\" (W TIMESTAMP, N BIGINT);\n\
+             CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\" SELECT STREAM window_start, COUNT(*) \
+             FROM TABLE(TUMBLE(TABLE \"SOURCE_SQL_STREAM_001\", DESCRIPTOR(ts), INTERVAL '1' MINUTE)) \
+             GROUP BY window_start, window_end;";
+        for sql in [stagger, tumble] {
+            plan(Some("TS"), sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
 }
