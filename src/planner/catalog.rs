@@ -37,6 +37,12 @@ pub struct Catalog {
     /// The internal streams of window table functions (TUMBLE, HOP, ...), for the
     /// GROUP BY over them.
     window_streams: HashMap<String, super::window_tvf::WindowStream>,
+    /// The column each input stream with `[inputs.event_time]` takes its ROWTIME from.
+    /// Only the input's own streams: its late stream has the same columns, but its
+    /// ROWTIME is the watermark that found a row late, not the row's event time.
+    event_time_columns: HashMap<String, String>,
+    /// The late streams of inputs with event time (their rows' ROWTIME is a watermark).
+    late_streams: std::collections::HashSet<String>,
     state: SessionState,
 }
 
@@ -60,6 +66,8 @@ impl Catalog {
             relations: HashMap::new(),
             table_data: HashMap::new(),
             window_streams: HashMap::new(),
+            event_time_columns: HashMap::new(),
+            late_streams: Default::default(),
             state,
         })
     }
@@ -82,6 +90,25 @@ impl Catalog {
 
     pub fn window_stream(&self, name: &str) -> Option<&super::window_tvf::WindowStream> {
         self.window_streams.get(name)
+    }
+
+    /// Input stream `stream` takes its ROWTIME from its column `column`.
+    pub fn set_event_time_column(&mut self, stream: &str, column: &str) {
+        self.event_time_columns.insert(stream.to_string(), column.to_string());
+    }
+
+    /// The column input stream `stream` takes its ROWTIME from, when it runs on event time.
+    pub fn event_time_column(&self, stream: &str) -> Option<&str> {
+        self.event_time_columns.get(stream).map(String::as_str)
+    }
+
+    /// `stream` is the late stream of an input with event time.
+    pub fn set_late_stream(&mut self, stream: &str) {
+        self.late_streams.insert(stream.to_string());
+    }
+
+    pub fn is_late_stream(&self, stream: &str) -> bool {
+        self.late_streams.contains(stream)
     }
 
     pub fn get(&self, name: &str) -> Option<&Relation> {

@@ -171,10 +171,11 @@ fn is_declared_monotonic(e: &Expr) -> bool {
 
 /// The keys of a streaming GROUP BY that tell its buckets apart: every key of ROWTIME
 /// alone (the finest decides when a bucket ends), else a key declared MONOTONIC.
-fn time_keys(agg: &datafusion::logical_expr::Aggregate, at: At) -> Result<TimeKeys> {
+fn time_keys(agg: &datafusion::logical_expr::Aggregate, catalog: &Catalog, at: At) -> Result<TimeKeys> {
     let rowtime: Vec<usize> = (0..agg.group_expr.len())
         .filter(|&i| {
-            is_rowtime_bucket(&agg.group_expr[i]) || rowtime_through_subquery(&agg.group_expr[i], &agg.input).is_some()
+            is_rowtime_bucket(&agg.group_expr[i])
+                || rowtime_through_subquery(&agg.group_expr[i], &agg.input, catalog).is_some()
         })
         .collect();
     if !rowtime.is_empty() {
@@ -184,27 +185,35 @@ fn time_keys(agg: &datafusion::logical_expr::Aggregate, at: At) -> Result<TimeKe
     if let Some(k) = agg
         .group_expr
         .iter()
-        .position(|e| is_declared_monotonic(&as_written(e, &agg.input).expr))
+        .position(|e| is_declared_monotonic(&as_written(e, &agg.input, catalog).expr))
     {
         return Ok(TimeKeys::Declared(k));
     }
-    Err(at.error(
-        "a streaming GROUP BY needs a monotonic expression of ROWTIME among its keys, \
+    let mut message = "a streaming GROUP BY needs a monotonic expression of ROWTIME among its keys, \
          such as STEP(s.ROWTIME BY INTERVAL '1' MINUTE) or FLOOR(s.ROWTIME TO MINUTE), \
-         or a key declared monotonic such as MONOTONIC(order_time)",
-    ))
+         or a key declared monotonic such as MONOTONIC(order_time)"
+        .to_string();
+    if let Some(why) = agg
+        .group_expr
+        .iter()
+        .find_map(|e| super::event_time::why_not_rowtime(&as_written(e, &agg.input, catalog).expr, catalog))
+    {
+        message = format!("{message}. {why}");
+    }
+    Err(at.error(message))
 }
 
 /// A key that reads a subquery's column which is that level's ROWTIME (`STEP(d.window_time
 /// BY ...)` over `SELECT STREAM DISTINCT ROWTIME AS window_time, ...`, or a plain
-/// projection of ROWTIME): the key as a function of ROWTIME, which the batch's trailing
-/// ROWTIME column carries with the same value. None for a key of ROWTIME itself, or of
-/// anything an aggregate or join in between computed.
-fn rowtime_through_subquery(e: &Expr, input: &LogicalPlan) -> Option<Expr> {
+/// projection of ROWTIME), or an input's event-time column (which is its ROWTIME): the
+/// key as a function of ROWTIME, which the batch's trailing ROWTIME column carries with
+/// the same value. None for a key of ROWTIME itself, or of anything an aggregate or join
+/// in between computed.
+fn rowtime_through_subquery(e: &Expr, input: &LogicalPlan, catalog: &Catalog) -> Option<Expr> {
     if is_rowtime_bucket(e) {
         return None;
     }
-    let written = as_written(e, input);
+    let written = as_written(e, input, catalog);
     (written.aggregates == 0 && is_rowtime_bucket(&written.expr)).then_some(written.expr)
 }
 
@@ -277,14 +286,14 @@ fn lower_node(plan: &LogicalPlan, catalog: &Catalog, at: At) -> Result<Lowered> 
             if let Some(window) = super::window_tvf::window_source(&agg.input, catalog) {
                 return super::window_tvf::lower_aggregate(agg, window, lowered, catalog, at);
             }
-            let time_keys = time_keys(agg, at)?;
+            let time_keys = time_keys(agg, catalog, at)?;
             let input_df = agg.input.schema();
             let input_schema = Arc::clone(&lowered.batch_schema);
             let trailing_rowtime = input_schema.fields().len() - 1;
             let group_exprs = agg
                 .group_expr
                 .iter()
-                .map(|e| match rowtime_through_subquery(e, &agg.input) {
+                .map(|e| match rowtime_through_subquery(e, &agg.input, catalog) {
                     // Read from the trailing ROWTIME, so a rowtime bound can be probed.
                     Some(of_rowtime) => on_trailing_rowtime(&of_rowtime, trailing_rowtime, catalog),
                     None => physical(e, input_df, catalog),
@@ -384,13 +393,21 @@ fn lower_distinct(distinct: &datafusion::logical_expr::Distinct, catalog: &Catal
             }))
         })
         .collect();
-    if !keys.iter().any(|k| is_rowtime_bucket(k) || is_monotonic_call(k)) {
+    if !keys.iter().any(|k| {
+        is_rowtime_bucket(k) || is_monotonic_call(k) || rowtime_through_subquery(k, &select.input, catalog).is_some()
+    }) {
         let Some(rowtime) = select.expr.iter().map(|e| e.clone().unalias()).find(is_rowtime) else {
-            return Err(at.error(
-                "SELECT STREAM DISTINCT needs a monotonic time expression among its select items, whose \
-                 groups close as time passes: add one such as STEP(s.ROWTIME BY INTERVAL '1' MINUTE) or \
-                 FLOOR(s.ROWTIME TO MINUTE) (rows are then distinct within each bucket)",
-            ));
+            let mut message = "SELECT STREAM DISTINCT needs a monotonic time expression among its select items, \
+                 whose groups close as time passes: add one such as STEP(s.ROWTIME BY INTERVAL '1' MINUTE) or \
+                 FLOOR(s.ROWTIME TO MINUTE) (rows are then distinct within each bucket)"
+                .to_string();
+            if let Some(why) = keys
+                .iter()
+                .find_map(|k| super::event_time::why_not_rowtime(&as_written(k, &select.input, catalog).expr, catalog))
+            {
+                message = format!("{message}. {why}");
+            }
+            return Err(at.error(message));
         };
         keys.push(rowtime);
     }
@@ -453,14 +470,17 @@ fn lower_sort(sort: &datafusion::logical_expr::Sort, catalog: &Catalog, at: At) 
     // The key as the query wrote it: DataFusion may have turned it into a column of the
     // projection below (when it is also selected, or named by alias or position), or of
     // a GROUP BY below (when it is a grouping key).
-    let written = as_written(&first.expr, &sort.input);
+    let written = as_written(&first.expr, &sort.input, catalog);
     let declared_monotonic = is_declared_monotonic(&written.expr);
     let is_time = matches!(first.expr.get_type(input_df)?, DataType::Timestamp(_, _));
     if !first.asc || !is_time || !(declared_monotonic || is_rowtime_bucket(&written.expr)) {
-        return Err(at.error(
-            "a streaming ORDER BY must lead with an ascending, monotonic expression of time such as \
-             ROWTIME, FLOOR(s.ROWTIME TO SECOND) or STEP(s.ROWTIME BY INTERVAL '10' SECOND)",
-        ));
+        let mut message = "a streaming ORDER BY must lead with an ascending, monotonic expression of time such as \
+             ROWTIME, FLOOR(s.ROWTIME TO SECOND) or STEP(s.ROWTIME BY INTERVAL '10' SECOND)"
+            .to_string();
+        if let Some(why) = super::event_time::why_not_rowtime(&written.expr, catalog).filter(|_| first.asc) {
+            message = format!("{message}. {why}");
+        }
+        return Err(at.error(message));
     }
     let rowtime = lowered.batch_schema.fields().len() - 1;
     let mut bound_key = None;
@@ -513,8 +533,9 @@ struct Written {
 /// `e` with each column that a node below computed replaced by the node's expression
 /// (recursively, through projections, subquery aliases, filters and GROUP BY keys), so
 /// `FLOOR(s.ROWTIME TO SECOND)` is seen as written. The output row's ROWTIME of a
-/// projection is the ROWTIME of the batches that projection reads.
-fn as_written(e: &Expr, input: &LogicalPlan) -> Written {
+/// projection is the ROWTIME of the batches that projection reads, and an input stream's
+/// event-time column is written as the ROWTIME it is (`event_time::as_rowtime`).
+fn as_written(e: &Expr, input: &LogicalPlan, catalog: &Catalog) -> Written {
     use datafusion::common::tree_node::{Transformed, TreeNode};
     let mut aggregates = 0;
     let mut tumbling = true;
@@ -534,14 +555,19 @@ fn as_written(e: &Expr, input: &LogicalPlan) -> Written {
                             tumbling: true,
                         }
                     } else {
-                        as_written(&inner, &p.input)
+                        as_written(&inner, &p.input, catalog)
                     }
                 }),
                 LogicalPlan::SubqueryAlias(a) => a.schema.maybe_index_of_column(c).map(|i| {
                     let inner = Expr::Column(datafusion::common::Column::from(a.input.schema().qualified_field(i)));
-                    as_written(&inner, &a.input)
+                    as_written(&inner, &a.input, catalog)
                 }),
-                LogicalPlan::Filter(f) => Some(as_written(&x, &f.input)),
+                LogicalPlan::Filter(f) => Some(as_written(&x, &f.input, catalog)),
+                LogicalPlan::TableScan(scan) => super::event_time::as_rowtime(scan, c, catalog).map(|expr| Written {
+                    expr,
+                    aggregates: 0,
+                    tumbling: true,
+                }),
                 // SELECT STREAM DISTINCT (`lower_distinct`): a selected ROWTIME is no key and
                 // reads the emitted row's time, so it is this level's ROWTIME; the other
                 // items are the grouping keys the rows went through.
@@ -555,7 +581,7 @@ fn as_written(e: &Expr, input: &LogicalPlan) -> Written {
                                 tumbling: true,
                             }
                         } else {
-                            let mut w = as_written(&inner, &p.input);
+                            let mut w = as_written(&inner, &p.input, catalog);
                             w.aggregates += 1;
                             w
                         }
@@ -567,7 +593,7 @@ fn as_written(e: &Expr, input: &LogicalPlan) -> Written {
                     .maybe_index_of_column(c)
                     .filter(|&i| i < g.group_expr.len())
                     .map(|i| {
-                        let mut w = as_written(&g.group_expr[i], &g.input);
+                        let mut w = as_written(&g.group_expr[i], &g.input, catalog);
                         w.aggregates += 1;
                         w.tumbling &= !g.group_expr.iter().any(is_stagger_marker)
                             && !matches!(g.input.as_ref(), LogicalPlan::Window(_));
@@ -716,6 +742,7 @@ fn lower_window(window: &datafusion::logical_expr::Window, catalog: &Catalog, at
             return Err(at.unsupported("FILTER on a windowed aggregate"));
         }
         let frame = &params.window_frame;
+        window_order_is_rowtime(params, &window.input, catalog, at)?;
         if !matches!(frame.end_bound, WindowFrameBound::CurrentRow) {
             return Err(at.error("a sliding window must end at the current row (no FOLLOWING)"));
         }
@@ -778,6 +805,45 @@ fn lower_window(window: &datafusion::logical_expr::Window, catalog: &Catalog, at
     lowered.ops.push(Box::new(op));
     lowered.batch_schema = output_schema;
     Ok(lowered)
+}
+
+/// A sliding window holds the stream's rows in ROWTIME order and measures a RANGE in
+/// ROWTIME: its ORDER BY must say so (or be left out, which means ROWTIME). ROWTIME may be
+/// written through aliases and subqueries or as the input's event-time column; a ROWS
+/// window may also be ordered by a function of ROWTIME alone (the same order). Any other
+/// key would be ignored, so it is refused rather than run in another order.
+fn window_order_is_rowtime(
+    params: &datafusion::logical_expr::expr::WindowFunctionParams,
+    input: &LogicalPlan,
+    catalog: &Catalog,
+    at: At,
+) -> Result<()> {
+    use datafusion::logical_expr::WindowFrameUnits;
+    let [key] = params.order_by.as_slice() else {
+        if params.order_by.is_empty() {
+            return Ok(());
+        }
+        return Err(at.error(
+            "a sliding window is ordered by ROWTIME alone: write ORDER BY ROWTIME (or leave ORDER BY out), \
+             not several keys",
+        ));
+    };
+    let written = as_written(&key.expr, input, catalog).expr;
+    let is_rowtime = matches!(&written, Expr::Column(c) if c.name == ROWTIME);
+    let rows_in_rowtime_order = params.window_frame.units == WindowFrameUnits::Rows && is_rowtime_bucket(&written);
+    if key.asc && (is_rowtime || rows_in_rowtime_order) {
+        return Ok(());
+    }
+    let mut message = format!(
+        "a sliding window runs over the stream in ROWTIME order and measures RANGE in ROWTIME: \
+         write ORDER BY ROWTIME (or leave ORDER BY out) instead of ORDER BY {}{}",
+        super::sql_rendering(&key.expr.to_string()),
+        if key.asc { "" } else { " DESC" }
+    );
+    if let Some(why) = super::event_time::why_not_rowtime(&written, catalog).filter(|_| key.asc) {
+        message = format!("{message}. {why}");
+    }
+    Err(at.error(message))
 }
 
 /// KDA's analytic functions over a sliding window (`operators::analytic`): `LAG`,

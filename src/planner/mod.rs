@@ -7,6 +7,7 @@
 //! here; the plan is pure data plus compiled physical expressions.
 
 pub mod catalog;
+pub mod event_time;
 pub mod lower;
 pub mod markers;
 pub mod reference;
@@ -162,6 +163,14 @@ fn plan_application_on_this_thread(app: &AppSpec) -> Result<ApplicationPlan> {
         // An input's late stream has the input's columns (ROWTIME: the watermark that
         // found the row late); the application selects from it like from the input.
         let late = input.event_time.as_ref().and_then(|e| e.late_stream.clone());
+        if let Some(event_time) = &input.event_time {
+            for name in input.stream_names() {
+                catalog.set_event_time_column(&name, &event_time.column);
+            }
+            if let Some(late) = &event_time.late_stream {
+                catalog.set_late_stream(late);
+            }
+        }
         for name in input.stream_names().into_iter().chain(late) {
             let schema = stream_schema(&input_stream_columns(&columns), true);
             declare(

@@ -348,7 +348,11 @@ fn carries_row_time(e: &Expr, plan: &LogicalPlan, catalog: &Catalog) -> bool {
         Expr::Column(datafusion::common::Column::new(qualifier.cloned(), field.name()))
     };
     match plan {
-        LogicalPlan::TableScan(_) => c.name == crate::types::ROWTIME && !is_reference_table(plan, catalog),
+        // An input's event-time column holds its ROWTIME too (or its epoch milliseconds).
+        LogicalPlan::TableScan(scan) => {
+            (c.name == crate::types::ROWTIME && !is_reference_table(plan, catalog))
+                || super::event_time::as_rowtime(scan, c, catalog).is_some()
+        }
         LogicalPlan::SubqueryAlias(a) => carries_row_time(&passed(&a.input), &a.input, catalog),
         LogicalPlan::Filter(f) => carries_row_time(&passed(&f.input), &f.input, catalog),
         LogicalPlan::Projection(p) => {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::app::{
-    AppSpec, DestinationSpec, InputSpec, OutputFormat, OutputSpec, RecordColumn, RecordFormat, RecordSchema,
-    ReferenceSpec, SourceSpec,
+    AppSpec, DestinationSpec, EventTimeSpec, InputSpec, OutputFormat, OutputSpec, RecordColumn, RecordFormat,
+    RecordSchema, ReferenceSpec, SourceSpec,
 };
 use crate::error::{Result, SluiceError};
 use crate::testing::compare::{DEFAULT_TOLERANCE, Row, row_from_json};
@@ -84,6 +84,20 @@ struct CaseInput {
     #[serde(default)]
     skip_header_lines: u64,
     columns: Vec<CaseColumn>,
+    /// A sluice extension: ROWTIME from a column of the records (as a manifest's
+    /// `[inputs.event_time]`) instead of the recording's `rowtime`.
+    #[serde(default)]
+    event_time: Option<CaseEventTime>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseEventTime {
+    column: String,
+    #[serde(default)]
+    max_delay_ms: i64,
+    #[serde(default)]
+    late_stream: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,7 +196,12 @@ pub fn load_case(dir: &Path) -> Result<Case> {
             name_prefix: name_prefix_of(&input.stream),
             stream_name: Some(input.stream.clone()),
             parallelism: 1,
-            event_time: None,
+            event_time: input.event_time.as_ref().map(|e| EventTimeSpec {
+                column: e.column.clone(),
+                max_delay_ms: e.max_delay_ms,
+                idle_timeout_ms: None,
+                late_stream: e.late_stream.clone(),
+            }),
             preprocessor: None,
             schema: RecordSchema { columns, format },
             source: SourceSpec::Recorded {

@@ -184,3 +184,160 @@ fn late_rows_without_a_late_stream_go_to_error_stream() {
         "{messages:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The event-time column in a query: where it reaches a key unchanged, it is ROWTIME.
+// ---------------------------------------------------------------------------------------
+
+/// The rows of `input()` with their event time also as a TIMESTAMP column `TS`, on
+/// event time from `column` (`T`, epoch ms, or `TS`); late rows go to `error_stream`.
+fn app_on(column: &str, sql: &str, outputs: &[&str]) -> (tempfile::NamedTempFile, sluice::app::AppSpec) {
+    let (_, rows, _) = input();
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|(v, t)| format!(r#"{{"v":{v},"t":{t},"ts":"{}"}}"#, sluice::time::format_timestamp(*t)))
+        .collect();
+    let file = super::write_recording(&lines);
+    let mut app = super::recorded_app(
+        sql,
+        &[
+            ("V", "BIGINT", "$.v"),
+            ("T", "BIGINT", "$.t"),
+            ("TS", "TIMESTAMP", "$.ts"),
+        ],
+        file.path(),
+        outputs,
+    );
+    app.inputs[0].source = SourceSpec::File {
+        path: file.path().to_path_buf(),
+        skip_header_lines: 0,
+    };
+    app.inputs[0].event_time = Some(EventTimeSpec {
+        column: column.into(),
+        max_delay_ms: DELAY_MS,
+        idle_timeout_ms: None,
+        late_stream: None,
+    });
+    (file, app)
+}
+
+/// Every row of a `(W, N, LO, HI)` stream with its ROWTIME, W in epoch milliseconds
+/// whether it is a TIMESTAMP or a BIGINT.
+fn rows_with_rowtime(batches: &[RecordBatch]) -> Vec<(i64, i64, i64, i64, i64)> {
+    let mut out = Vec::new();
+    for b in batches {
+        let w = datafusion::arrow::compute::cast(b.column(0), &datafusion::arrow::datatypes::DataType::Int64).unwrap();
+        let w = w.as_primitive::<Int64Type>();
+        let (n, lo, hi) = (
+            b.column(1).as_primitive::<Int64Type>(),
+            b.column(2).as_primitive::<Int64Type>(),
+            b.column(3).as_primitive::<Int64Type>(),
+        );
+        let rowtime = b.column(4).as_primitive::<TimestampMillisecondType>();
+        for i in 0..b.num_rows() {
+            out.push((rowtime.value(i), w.value(i), n.value(i), lo.value(i), hi.value(i)));
+        }
+    }
+    out
+}
+
+const BY_ROWTIME: &str = r#"
+CREATE OR REPLACE STREAM "BY_ROWTIME" (W TIMESTAMP, N BIGINT, LO BIGINT, HI BIGINT);
+CREATE OR REPLACE PUMP "P1" AS INSERT INTO "BY_ROWTIME"
+  SELECT STREAM STEP(s.ROWTIME BY INTERVAL '10' SECOND), COUNT(*), MIN(V), MAX(V)
+  FROM "SOURCE_SQL_STREAM_001" AS s
+  GROUP BY STEP(s.ROWTIME BY INTERVAL '10' SECOND);
+"#;
+
+/// `STEP(e.TS BY ...)` on the event-time column (here through a subquery) gives the rows
+/// of `STEP(s.ROWTIME BY ...)`: the same windows, counts and ROWTIMEs (the window's
+/// end), with the input's disorder and late rows (which go to `error_stream` and count
+/// nowhere) as they are.
+#[test]
+fn grouping_by_the_event_time_column_gives_the_rows_of_grouping_by_rowtime() {
+    let sql = format!(
+        r#"{BY_ROWTIME}
+CREATE OR REPLACE STREAM "BY_COLUMN" (W TIMESTAMP, N BIGINT, LO BIGINT, HI BIGINT);
+CREATE OR REPLACE PUMP "P2" AS INSERT INTO "BY_COLUMN"
+  SELECT STREAM STEP(e.ts BY INTERVAL '10' SECOND), COUNT(*), MIN(e.v), MAX(e.v)
+  FROM (SELECT STREAM ts, v FROM "SOURCE_SQL_STREAM_001" WHERE v >= 0) AS e
+  GROUP BY STEP(e.ts BY INTERVAL '10' SECOND);
+"#
+    );
+    let (_file, app) = app_on("TS", &sql, &["BY_ROWTIME", "BY_COLUMN", "error_stream"]);
+    let mut out = run(&app);
+    let by_rowtime = out.remove("BY_ROWTIME").unwrap_or_default();
+    let by_column = rows_with_rowtime(&out.remove("BY_COLUMN").unwrap_or_default());
+    let (_, rows, late) = input();
+    assert_eq!(windows(&by_rowtime), expected_windows(&rows, &late));
+    assert_eq!(by_column, rows_with_rowtime(&by_rowtime));
+    assert!(by_column.iter().all(|(rowtime, w, ..)| *rowtime == w + 10_000));
+    let errors: usize = out
+        .get("error_stream")
+        .map_or(0, |b| b.iter().map(|b| b.num_rows()).sum());
+    assert_eq!(errors, late.len(), "each late row once in error_stream");
+}
+
+/// A BIGINT event-time column (epoch milliseconds) holds ROWTIME's milliseconds:
+/// `STEP(e.T BY 10000)` buckets and closes as the ROWTIME form does.
+#[test]
+fn an_epoch_millisecond_event_time_column_buckets_as_rowtime_does() {
+    let sql = format!(
+        r#"{BY_ROWTIME}
+CREATE OR REPLACE STREAM "BY_COLUMN" (W BIGINT, N BIGINT, LO BIGINT, HI BIGINT);
+CREATE OR REPLACE PUMP "P2" AS INSERT INTO "BY_COLUMN"
+  SELECT STREAM STEP(e.t BY 10000), COUNT(*), MIN(e.v), MAX(e.v)
+  FROM "SOURCE_SQL_STREAM_001" AS e
+  GROUP BY STEP(e.t BY 10000);
+"#
+    );
+    let (_file, app) = app_on("T", &sql, &["BY_ROWTIME", "BY_COLUMN"]);
+    let mut out = run(&app);
+    let by_rowtime = rows_with_rowtime(&out.remove("BY_ROWTIME").unwrap_or_default());
+    assert_eq!(by_rowtime.len(), 12);
+    assert_eq!(
+        rows_with_rowtime(&out.remove("BY_COLUMN").unwrap_or_default()),
+        by_rowtime
+    );
+}
+
+/// A time column that is not the input's event-time column is no ROWTIME: the refusal
+/// says so at the pump and names the setting that would make it one.
+#[test]
+fn a_column_that_is_not_the_event_time_column_is_refused_naming_the_setting() {
+    let sql = "CREATE OR REPLACE STREAM \"OUT\" (W TIMESTAMP, N BIGINT);\n\
+               CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\"\n  \
+               SELECT STREAM STEP(e.ts BY INTERVAL '1' MINUTE), COUNT(*) FROM \"SOURCE_SQL_STREAM_001\" AS e\n  \
+               GROUP BY STEP(e.ts BY INTERVAL '1' MINUTE);";
+    let refusal = |event_time: Option<&str>| {
+        let (_file, mut app) = app_on("T", sql, &[]);
+        app.inputs[0].event_time = event_time.map(|column| EventTimeSpec {
+            column: column.into(),
+            max_delay_ms: DELAY_MS,
+            idle_timeout_ms: None,
+            late_stream: None,
+        });
+        match sluice::planner::plan_application(&app) {
+            Err(sluice::SluiceError::Sql { line, column, message }) => (line, column, message),
+            Err(other) => panic!("expected a SQL error, got {other}"),
+            Ok(_) => panic!("planned a GROUP BY on a column that is not ROWTIME"),
+        }
+    };
+    let (line, column, message) = refusal(None);
+    assert_eq!((line, column), (2, 1), "{message}");
+    assert!(
+        message.contains("\"TS\" is not the event-time column of input stream \"SOURCE_SQL_STREAM_001\"")
+            && message.contains("no [inputs.event_time] setting")
+            && message.contains("[inputs.event_time] column = \"TS\""),
+        "{message}"
+    );
+    let (_, _, message) = refusal(Some("T"));
+    assert!(
+        message.contains("\"TS\" is not the event-time column")
+            && message.contains("[inputs.event_time] column is \"T\""),
+        "{message}"
+    );
+    // The declared column itself plans.
+    let (_file, app) = app_on("TS", sql, &[]);
+    sluice::planner::plan_application(&app).expect("TS is the event-time column");
+}
