@@ -2,14 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 use crate::app::SourceSpec;
 use crate::engine::{RunOptions, TimeMode};
 use crate::runtime::AbortOnDrop;
-use crate::runtime::metrics::Metrics;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -126,21 +124,6 @@ pub async fn main_with(cli: Cli) -> anyhow::Result<i32> {
                     *l = limit.or(*l);
                 }
             }
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    tracing::info!(
-                        "stopping: finishing open windows and flushing outputs (Ctrl-C again to quit at once)"
-                    );
-                    let _ = stop_tx.send(true);
-                }
-                // A second Ctrl-C is an impatient user: quit without flushing, as the
-                // conventional exit status of an interrupted process.
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    tracing::warn!("quitting at once: open windows and unflushed outputs are lost");
-                    std::process::exit(130);
-                }
-            });
             tracing::info!(app = %spec.name, inputs = spec.inputs.len(), outputs = spec.outputs.len(), "starting");
             let mut options = RunOptions::new(TimeMode::WallClock { bound_interval_ms });
             options.checkpoints = state_dir.map(|state_dir| crate::engine::CheckpointOptions {
@@ -152,18 +135,32 @@ pub async fn main_with(cli: Cli) -> anyhow::Result<i32> {
                 options.delivery = crate::engine::Delivery::ExactlyOnce;
             }
             options.memory_budget_bytes = Some(memory_budget);
+            let running = crate::engine::start(&spec, options).await?;
+            let app = running.handle().clone();
+            let _interrupt = AbortOnDrop(tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    tracing::info!(
+                        "stopping: finishing open windows and flushing outputs (Ctrl-C again to quit at once)"
+                    );
+                    app.stop();
+                }
+                // A second Ctrl-C is an impatient user: quit without flushing, as the
+                // conventional exit status of an interrupted process.
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    tracing::warn!("quitting at once: open windows and unflushed outputs are lost");
+                    std::process::exit(130);
+                }
+            }));
             // The server lives as long as the run: aborted when this scope ends.
             let _server = match http {
                 Some(addr) => {
-                    let metrics = Arc::new(Metrics::new(&spec.name));
-                    options.metrics = Some(Arc::clone(&metrics));
-                    let (bound, task) = crate::server::serve(addr, metrics).await?;
+                    let (bound, task) = crate::server::serve(addr, running.handle().clone()).await?;
                     tracing::info!("serving metrics and health on http://{bound}");
                     Some(AbortOnDrop(task))
                 }
                 None => None,
             };
-            crate::runtime::run_app_until(&spec, options, stop_rx).await?;
+            running.wait().await?;
             Ok(0)
         }
         Command::Test { cases } => {

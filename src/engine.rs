@@ -1,4 +1,6 @@
-//! The embedding API: run an application and get its output streams back.
+//! The embedding API: run an application to its end and get its output streams back
+//! ([`run`]), or start it and hold its handle while it runs ([`start`]): read its
+//! counters, attach a reader to any of its streams, refresh a reference table, stop it.
 
 use std::collections::HashMap;
 
@@ -24,8 +26,8 @@ pub struct RunOptions {
     pub time: TimeMode,
     /// Durable state: checkpoints in a folder, and resuming from the last one.
     pub checkpoints: Option<CheckpointOptions>,
-    /// The counters the run updates, for a caller that serves them while it runs (the
-    /// CLI's `--http`); a new set, named after the application, when None.
+    /// The counters the run updates, for a caller that watches them from the start; a
+    /// new set, named after the application, when None (the handle has it either way).
     pub metrics: Option<std::sync::Arc<crate::runtime::metrics::Metrics>>,
     /// When outputs publish their rows (exactly-once needs `checkpoints`).
     pub delivery: Delivery,
@@ -78,7 +80,17 @@ pub struct RunOutput {
     pub streams: HashMap<String, Vec<RecordBatch>>,
 }
 
+pub use crate::runtime::handle::{AppHandle, RefreshError, RunningApp, StreamInfo};
+pub use crate::runtime::tap::{DEFAULT_READER_BATCHES, StreamReader};
+
 /// Runs an application to the end of its inputs and returns the collected outputs.
 pub async fn run(app: &AppSpec, options: RunOptions) -> Result<RunOutput> {
     crate::runtime::run_app(app, options).await
+}
+
+/// Starts an application and returns its handle once every task is running (after
+/// planning, and restoring from the state folder when there is one). The run goes on
+/// until its inputs end or [`AppHandle::stop`]; [`RunningApp::wait`] waits for its end.
+pub async fn start(app: &AppSpec, options: RunOptions) -> Result<RunningApp> {
+    crate::runtime::start(app, options).await
 }

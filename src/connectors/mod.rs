@@ -1,7 +1,9 @@
 //! Sources and sinks. A source turns the outside world into batches of an in-application
 //! input stream; a sink turns the batches of an output stream into bytes somewhere.
-//! One folder per connector; the planner never sees them, and a new connector
-//! implements [`source::Source`] or [`sink::Sink`] without touching anything else.
+//! One folder per connector; the planner never sees them. A new connector implements
+//! [`source::Source`] or [`sink::Sink`] in its folder and gets one arm in [`registry`],
+//! which is all the runtime knows of connectors; its settings are a variant of
+//! `crate::app::SourceSpec` or `DestinationSpec`, read by the manifest.
 
 pub mod aws;
 pub mod event_time;
@@ -11,6 +13,7 @@ pub mod generator;
 pub mod http;
 pub mod kinesis;
 pub mod memory;
+pub mod registry;
 pub mod s3;
 pub mod sink;
 pub mod source;

@@ -40,13 +40,21 @@ pub struct Hub {
     schema: SchemaRef,
     writers: Vec<WriterState>,
     readers: Vec<mpsc::Sender<Message>>,
+    /// Readers attached from outside the application (`super::tap`), never waited for.
+    taps: std::sync::Arc<super::tap::Taps>,
     /// Rows received but not yet safe to release (only with several writers).
     pending: Vec<RecordBatch>,
     last_bound: Millis,
 }
 
 impl Hub {
-    pub fn new(name: String, schema: SchemaRef, writers: usize, readers: Vec<mpsc::Sender<Message>>) -> Self {
+    pub fn new(
+        name: String,
+        schema: SchemaRef,
+        writers: usize,
+        readers: Vec<mpsc::Sender<Message>>,
+        taps: std::sync::Arc<super::tap::Taps>,
+    ) -> Self {
         let writers = (0..writers)
             .map(|_| WriterState {
                 frontier: Millis::MIN,
@@ -59,12 +67,18 @@ impl Hub {
             schema,
             writers,
             readers,
+            taps,
             pending: Vec::new(),
             last_bound: Millis::MIN,
         }
     }
 
     async fn broadcast(&self, message: Message) {
+        match &message {
+            Message::Data(batch) => self.taps.offer(batch),
+            Message::End => self.taps.close(),
+            Message::Bound(_) | Message::Barrier(_) => {}
+        }
         for r in &self.readers {
             let _ = r.send(message.clone()).await;
         }
@@ -222,6 +236,7 @@ impl Hub {
 pub async fn run_error_hub(
     mut rx: mpsc::UnboundedReceiver<Vec<crate::error::ErrorRow>>,
     readers: Vec<mpsc::Sender<Message>>,
+    taps: std::sync::Arc<super::tap::Taps>,
     metrics: std::sync::Arc<super::metrics::Metrics>,
 ) {
     while let Some(rows) = rx.recv().await {
@@ -233,10 +248,12 @@ pub async fn run_error_hub(
             .fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(count = rows.len(), first = %rows[0].message, "records sent to error_stream");
         let batch = crate::error::error_rows_to_batch(&rows);
+        taps.offer(&batch);
         for r in &readers {
             let _ = r.send(Message::Data(batch.clone())).await;
         }
     }
+    taps.close();
     for r in &readers {
         let _ = r.send(Message::End).await;
     }
@@ -267,7 +284,7 @@ mod tests {
             .unwrap()
         };
         let (out_tx, mut out_rx) = mpsc::channel(64);
-        let hub = Hub::new("S".into(), schema.clone(), 2, vec![out_tx]);
+        let hub = Hub::new("S".into(), schema.clone(), 2, vec![out_tx], Default::default());
         let (tx, rx) = mpsc::channel(64);
         let task = tokio::spawn(hub.run(rx, None));
         // Many rows of writer 0 at one ROWTIME, then writer 1 at the same ROWTIME.

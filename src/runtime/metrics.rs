@@ -28,9 +28,6 @@ pub struct Metrics {
     pub app: String,
     pub started: Instant,
     status: Mutex<Status>,
-    /// The reference tables of the run, by name: the HTTP server refreshes them on
-    /// demand (`POST /references/{TABLE}/refresh`).
-    pub references: crate::planner::reference::ReferenceTables,
 }
 
 /// What the reporter and the checkpoint coordinator last saw.
@@ -61,7 +58,6 @@ impl Metrics {
             app: app.to_string(),
             started: Instant::now(),
             status: Mutex::new(Status::default()),
-            references: Default::default(),
         }
     }
 

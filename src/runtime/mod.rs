@@ -1,32 +1,41 @@
 //! Runs an application: one task per stream hub, per pump, per source and per sink,
 //! connected by bounded tokio channels (back-pressure from a slow sink reaches the
 //! sources).
+//!
+//! [`start`] builds a run in named steps: plan ([`crate::planner`]), open the state and
+//! restore ([`restore`]), wire the outputs, the hubs, the pumps and the inputs, spawn
+//! every task, and return a [`handle::RunningApp`] while the tasks run; [`join`] waits
+//! for them and collects the outputs.
 
 pub mod delivery;
+pub mod handle;
 pub mod hub;
 pub mod metrics;
 pub mod pump;
+pub mod restore;
 pub mod row_id;
+pub mod tap;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use datafusion::arrow::array::RecordBatch;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::app::{AppSpec, DestinationSpec, SourceSpec};
-use crate::connectors::file::{FileSource, file_sink};
+use crate::app::AppSpec;
 use crate::connectors::formats::RecordDecoder;
-use crate::connectors::generator::GeneratorSource;
-use crate::connectors::memory::CollectSink;
+use crate::connectors::registry::{SinkContext, check_destination, sink_for, source_for};
 use crate::connectors::sink::{Sink, run_sink};
 use crate::connectors::source::{Source, SourceContext};
-use crate::connectors::stdio::{StdinSource, stdout_sink};
 use crate::engine::{RunOptions, RunOutput};
 use crate::error::{ERROR_STREAM, Result, SluiceError};
 use crate::operators::Message;
-use crate::planner::plan_application;
+use crate::planner::{ApplicationPlan, plan_application};
+use handle::{AppHandle, RunningApp, StreamInfo};
 use hub::{Hub, StreamWriter};
+use restore::Restored;
+use tap::Taps;
 
 const CHANNEL_CAPACITY: usize = 64;
 
@@ -37,39 +46,6 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-fn source_for(spec: &SourceSpec) -> Result<Box<dyn Source>> {
-    Ok(match spec {
-        SourceSpec::File {
-            path,
-            skip_header_lines,
-        } => Box::new(FileSource {
-            path: path.clone(),
-            recorded: false,
-            skip_header_lines: *skip_header_lines,
-        }),
-        SourceSpec::Recorded {
-            path,
-            skip_header_lines,
-        } => Box::new(FileSource {
-            path: path.clone(),
-            recorded: true,
-            skip_header_lines: *skip_header_lines,
-        }),
-        SourceSpec::Stdin => Box::new(StdinSource),
-        SourceSpec::Generator { rate, seed, limit } => Box::new(GeneratorSource {
-            rate: *rate,
-            seed: *seed,
-            limit: *limit,
-        }),
-        SourceSpec::Kinesis(config) => Box::new(crate::connectors::kinesis::KinesisSource { config: config.clone() }),
-        SourceSpec::Unsupported { kind, detail } => {
-            return Err(SluiceError::config(format!(
-                "input source {kind} is not supported by this build: {detail}"
-            )));
-        }
-    })
 }
 
 /// Says at start what each input's ROWTIME is, so a user who meant event time and forgot
@@ -106,163 +82,190 @@ async fn stop_every_task(tasks: &mut tokio::task::JoinSet<Result<()>>) {
     while tasks.join_next().await.is_some() {}
 }
 
-/// Runs `app` until every input has ended (or Ctrl-C / `shutdown`), returning the rows
-/// of the collected outputs.
+/// Runs `app` until every input has ended, returning the rows of the collected outputs.
 pub async fn run_app(app: &AppSpec, options: RunOptions) -> Result<RunOutput> {
-    let (_shutdown_tx, shutdown_rx) = watch::channel(false);
-    run_app_until(app, options, shutdown_rx).await
+    start(app, options).await?.wait().await
 }
 
-/// What identifies an application's state: its code and the schemas of its inputs and
-/// outputs. State written by another application is refused (FNV-1a, stable across
-/// runs and builds). Exactly-once outputs save another part format, so the delivery mode
-/// counts too (the default adds nothing, so older state stays valid).
-fn fingerprint(app: &AppSpec, delivery: crate::engine::Delivery) -> String {
-    let mut text = app.sql.clone();
-    if delivery == crate::engine::Delivery::ExactlyOnce {
-        text.push_str("|exactly-once");
-    }
-    for i in &app.inputs {
-        text.push_str(&format!(
-            "|in:{}:{:?}:{:?}",
-            i.name_prefix,
-            i.stream_names(),
-            i.schema.column_defs()
-        ));
-        if let Some(e) = &i.event_time {
-            text.push_str(&format!("|event-time:{e:?}"));
-        }
-        // Where the records come from: a saved position (a line count, a sequence number)
-        // means nothing in another file or stream, so resuming there would skip records.
-        text.push_str(&format!("|from:{}", source_identity(&i.source)));
-    }
-    // A reference table counts by name only: its rows (and so a refresh, or a new
-    // location) change no saved state.
-    for r in &app.references {
-        text.push_str(&format!("|ref:{}", r.table));
-    }
-    for o in &app.outputs {
-        text.push_str(&format!("|out:{}", o.stream));
-    }
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in text.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    format!("{h:016x}")
-}
-
-/// What a source's saved position is a position in: the file (by its full path) or the
-/// Kinesis stream. Settings that do not move positions (a generator's rate, endpoints,
-/// polling) are left out, so changing them keeps the state.
-fn source_identity(source: &crate::app::SourceSpec) -> String {
-    use crate::app::SourceSpec;
-    match source {
-        SourceSpec::File { path, .. } | SourceSpec::Recorded { path, .. } => {
-            let full = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-            format!("file:{}", full.display())
-        }
-        SourceSpec::Kinesis(c) => format!("kinesis:{}", c.connection.stream_name),
-        SourceSpec::Generator { seed, .. } => format!("generator:{seed}"),
-        SourceSpec::Stdin => "stdin".into(),
-        SourceSpec::Unsupported { kind, .. } => kind.clone(),
-    }
-}
-
-/// Opens the state folder and returns the checkpoint to resume from, if any.
-fn open_state(
+/// Runs `app` until every input has ended or `shutdown` turns true.
+pub async fn run_app_until(
     app: &AppSpec,
-    options: &crate::engine::CheckpointOptions,
-    delivery: crate::engine::Delivery,
-) -> Result<(Arc<crate::state::CheckpointStore>, Option<crate::state::Checkpoint>)> {
-    let store = crate::state::CheckpointStore::open(&options.state_dir)?;
-    let mine = fingerprint(app, delivery);
-    match store.fingerprint()? {
-        Some(theirs) if theirs != mine => {
-            if !options.fresh {
-                return Err(SluiceError::config(format!(
-                    "the state in {} was written by a different application (its code, inputs or outputs changed); \
-                     run with --fresh to discard that state and start from the beginning",
-                    options.state_dir.display()
-                )));
-            }
-            tracing::warn!(dir = %options.state_dir.display(), "discarding the state of a different application (--fresh)");
-            store.clear()?;
+    options: RunOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<RunOutput> {
+    let running = start(app, options).await?;
+    let handle = running.handle().clone();
+    let _forward = AbortOnDrop(tokio::spawn(async move {
+        if shutdown.wait_for(|stop| *stop).await.is_ok() {
+            handle.stop();
         }
-        _ if options.fresh => store.clear()?,
-        _ => {}
-    }
-    store.set_fingerprint(&mine)?;
-    let latest = store.latest()?;
-    Ok((Arc::new(store), latest))
+    }));
+    running.wait().await
 }
 
-pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::Receiver<bool>) -> Result<RunOutput> {
+/// Starts `app`: plans it, restores its state, wires and spawns its tasks, and returns
+/// its handle while it runs.
+pub async fn start(app: &AppSpec, options: RunOptions) -> Result<RunningApp> {
     let mut plan = plan_application(app)?;
+    check_outputs(app, &plan)?;
     let recovery_started = std::time::Instant::now();
-    let state = match &options.checkpoints {
-        Some(c) => Some((open_state(app, c, options.delivery)?, c.interval_ms)),
-        None => None,
-    };
-    let exactly_once = options.delivery == crate::engine::Delivery::ExactlyOnce;
-    if exactly_once && state.is_none() {
-        return Err(SluiceError::config(
-            "exactly-once output publishes rows when their checkpoint commits: it needs a state folder (--state-dir)",
-        ));
-    }
-    let restored = state
-        .as_ref()
-        .and_then(|((_, latest), _)| latest.clone())
-        .unwrap_or_default();
-    if restored.id > 0 {
-        tracing::info!(
-            checkpoint = restored.id,
-            parts = restored.parts.len(),
-            "resuming from checkpoint"
-        );
-    }
-    // Memory budgets before restoring: a restore spills what does not fit.
-    crate::operators::pipeline::apply_memory_budget(
-        plan.pumps.iter_mut().map(|p| &mut p.pipeline),
-        options.memory_budget_bytes,
-        &crate::state::spill::spill_root(options.checkpoints.as_ref().map(|c| c.state_dir.as_path())),
-        &app.name,
-    );
-    for pump in &mut plan.pumps {
-        if let Some(bytes) = restored.parts.get(&format!("pump/{}", pump.name)) {
-            pump.pipeline.restore(bytes)?;
-        }
-    }
-    // Every task that keeps or passes on state takes part in checkpoints.
-    let mut participants = std::collections::BTreeSet::new();
+    let restored = restore::open_and_restore(app, &options, &mut plan)?;
     let metrics = options
         .metrics
         .clone()
         .unwrap_or_else(|| Arc::new(metrics::Metrics::new(&app.name)));
-    let reporter = matches!(options.time, crate::engine::TimeMode::WallClock { .. }).then(|| {
-        AbortOnDrop(tokio::spawn(metrics::report(
-            Arc::clone(&metrics),
-            std::time::Duration::from_secs(10),
-        )))
-    });
-    // Reference tables: the HTTP server refreshes them on demand (through `metrics`);
-    // one with an interval has a refresh task that ends with the run. A refresh swaps
-    // the table's version between batches and changes no state or fingerprint.
-    metrics.references.set(plan.references.iter().cloned());
-    let _refreshers: Vec<AbortOnDrop> = plan
-        .references
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let taps = stream_taps(&plan);
+
+    let mut run = Run::default();
+    // Everything that can refuse the configuration comes before an output file is opened.
+    let sources: Vec<Box<dyn Source>> = app
+        .inputs
         .iter()
-        .filter_map(|table| {
+        .map(|i| source_for(&i.source))
+        .collect::<Result<_>>()?;
+    // Input transforms (KDA's Lambda preprocessor as HTTP), one per input, in order.
+    let preprocessors = app
+        .inputs
+        .iter()
+        .map(|i| crate::connectors::http::preprocess::for_input(i, &app.name))
+        .collect::<Result<Vec<_>>>()?;
+    run.background_tasks(&plan, &options, &metrics);
+    let pump_inputs = wire_pump_inputs(&plan, &mut run);
+    let schemas = plan
+        .streams
+        .iter()
+        .map(|s| (s.name.clone(), Arc::clone(&s.schema)))
+        .collect();
+    let outputs = wire_outputs(app, &schemas, &options, &restored, &mut run).await?;
+    let hubs = wire_hubs(app, &plan, &restored, &taps, &mut run)?;
+    let error_tx = spawn_error_hub(&mut run, &taps, &metrics);
+    let checkpoints = spawn_coordinator(app, &restored, &mut run, &metrics);
+    spawn_outputs(outputs, &checkpoints, &metrics, &mut run);
+    let mut writers = Writers::new(hubs.senders);
+    for (hub, rx) in hubs.hubs {
+        run.spawn(hub.run(rx, checkpoints.clone()));
+    }
+    for (pump, input) in std::mem::take(&mut plan.pumps).into_iter().zip(pump_inputs) {
+        let out = writers.next(&pump.target);
+        run.spawn(pump::run_pump(
+            pump.pipeline,
+            input,
+            out,
+            error_tx.clone(),
+            checkpoints.clone(),
+        ));
+    }
+    spawn_inputs(
+        app,
+        &plan,
+        sources.into_iter().zip(preprocessors).collect(),
+        InputWiring {
+            options: &options,
+            restored: &restored,
+            checkpoints: &checkpoints,
+            error_tx: &error_tx,
+            stop: &stop_rx,
+            metrics: &metrics,
+        },
+        &mut writers,
+        &mut run,
+    )?;
+    // The run ends when every task has ended: this function's handles must not keep
+    // channels open.
+    drop((error_tx, checkpoints));
+    let recovery = recovery_started.elapsed();
+    if restored.store.is_some() {
+        metrics.state_restored(recovery);
+    }
+    if restored.checkpoint.id > 0 {
+        tracing::info!(recovery_ms = recovery.as_millis() as u64, "state restored");
+    }
+
+    let streams = plan.streams.iter().filter_map(|s| {
+        taps.get(&s.name).map(|t| StreamInfo {
+            name: s.name.clone(),
+            schema: Arc::clone(&s.schema),
+            taps: Arc::clone(t),
+        })
+    });
+    let handle = AppHandle::new(
+        &app.name,
+        Arc::clone(&metrics),
+        streams,
+        plan.references.iter().cloned(),
+        stop_tx,
+    );
+    Ok(RunningApp::new(handle, run, metrics))
+}
+
+/// The tasks of a run and what lives as long as they do. Dropping it aborts them all.
+#[derive(Default)]
+pub(crate) struct Run {
+    tasks: JoinSet<Result<()>>,
+    /// How many of `tasks` have not ended yet.
+    live: Arc<std::sync::atomic::AtomicUsize>,
+    /// Background work that ends with the run: the rate reporter, reference refreshes.
+    guards: Vec<AbortOnDrop>,
+    /// The batches of each `collect` output, for the caller.
+    collected: Vec<(String, Arc<Mutex<Vec<RecordBatch>>>)>,
+    /// Every task that keeps or passes on state takes part in checkpoints.
+    participants: std::collections::BTreeSet<String>,
+    /// Readers of each stream: pumps, then sinks.
+    readers: HashMap<String, Vec<mpsc::Sender<Message>>>,
+}
+
+/// Counts a task as live until its future ends or is dropped.
+struct LiveTask(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for LiveTask {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl Run {
+    fn spawn(&mut self, task: impl std::future::Future<Output = Result<()>> + Send + 'static) {
+        self.live.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let live = LiveTask(Arc::clone(&self.live));
+        self.tasks.spawn(async move {
+            let _live = live;
+            task.await
+        });
+    }
+
+    /// Whether every task has ended.
+    pub(crate) fn finished(&self) -> bool {
+        self.live.load(std::sync::atomic::Ordering::Acquire) == 0
+    }
+
+    /// The periodic report of rates and lag (on the clock only), and a refresh task per
+    /// reference table with an interval. A refresh swaps the table's version between
+    /// batches and changes no state or fingerprint.
+    fn background_tasks(&mut self, plan: &ApplicationPlan, options: &RunOptions, metrics: &Arc<metrics::Metrics>) {
+        if matches!(options.time, crate::engine::TimeMode::WallClock { .. }) {
+            self.guards.push(AbortOnDrop(tokio::spawn(metrics::report(
+                Arc::clone(metrics),
+                std::time::Duration::from_secs(10),
+            ))));
+        }
+        for table in &plan.references {
             let current = table.current();
             metrics.reference_loaded(table.table(), current.batch.num_rows(), current.version);
-            let every = table.spec().refresh_interval?;
-            Some(AbortOnDrop(tokio::spawn(crate::planner::reference::refresh_every(
-                Arc::clone(table),
-                every,
-                Arc::clone(&metrics),
-            ))))
-        })
-        .collect();
+            if let Some(every) = table.spec().refresh_interval {
+                self.guards
+                    .push(AbortOnDrop(tokio::spawn(crate::planner::reference::refresh_every(
+                        Arc::clone(table),
+                        every,
+                        Arc::clone(metrics),
+                    ))));
+            }
+        }
+    }
+}
+
+/// Every output names a stream the code creates, and a destination this build has.
+fn check_outputs(app: &AppSpec, plan: &ApplicationPlan) -> Result<()> {
     for output in &app.outputs {
         if plan.stream(&output.stream).is_none() {
             let names: Vec<&str> = plan.streams.iter().map(|s| s.name.as_str()).collect();
@@ -272,91 +275,107 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
                 names.join(", ")
             )));
         }
-        if let DestinationSpec::Unsupported { kind, detail } = &output.destination {
-            return Err(SluiceError::config(format!(
-                "output destination {kind} is not supported by this build: {detail}"
-            )));
-        }
+        check_destination(output)?;
     }
-    let sources: Vec<Box<dyn Source>> = app
-        .inputs
-        .iter()
-        .map(|i| source_for(&i.source))
-        .collect::<Result<_>>()?;
-    // Input transforms (KDA's Lambda preprocessor as HTTP), one per input, in order.
-    let mut preprocessors = app
-        .inputs
-        .iter()
-        .map(|i| crate::connectors::http::preprocess::for_input(i, &app.name))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter();
+    Ok(())
+}
 
-    // Readers of each stream: pumps, then sinks.
-    let mut readers: HashMap<String, Vec<mpsc::Sender<Message>>> = HashMap::new();
-    let mut pump_inputs = Vec::new();
-    for pump in &plan.pumps {
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        readers.entry(pump.source.clone()).or_default().push(tx);
-        pump_inputs.push(rx);
-    }
-    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
-    let mut sinks = Vec::new();
-    let mut collected = Vec::new();
-    let mut sink_parts = Vec::new();
+/// A tap list for every stream that carries rows (not reference tables).
+fn stream_taps(plan: &ApplicationPlan) -> HashMap<String, Arc<Taps>> {
+    plan.streams
+        .iter()
+        .filter(|s| s.kind != crate::planner::catalog::RelationKind::ReferenceTable)
+        .map(|s| (s.name.clone(), Arc::new(Taps::default())))
+        .collect()
+}
+
+/// An output ready to spawn: its sink, its channel from the stream's hub, its holdback
+/// (exactly-once) and its checkpoint part.
+struct WiredOutput {
+    sink: Box<dyn Sink>,
+    rx: mpsc::Receiver<Message>,
+    holdback: Option<delivery::Holdback>,
+    part: String,
+}
+
+/// Builds every output's sink, restored from its saved part, and registers it as a
+/// reader of its stream. Pumps are registered as readers first, so they come first.
+async fn wire_outputs(
+    app: &AppSpec,
+    schemas: &HashMap<String, datafusion::arrow::datatypes::SchemaRef>,
+    options: &RunOptions,
+    restored: &Restored,
+    run: &mut Run,
+) -> Result<Vec<WiredOutput>> {
+    let exactly_once = options.delivery == crate::engine::Delivery::ExactlyOnce;
+    let mut wired = Vec::new();
     for (i, output) in app.outputs.iter().enumerate() {
         let part = format!("sink/{i}/{}", output.stream);
         // error_stream rows come from every task outside the barrier flow: its sinks
         // cannot align a checkpoint and would stall every one (at-least-once, always).
         if output.stream != ERROR_STREAM {
-            participants.insert(part.clone());
+            run.participants.insert(part.clone());
         }
-        sink_parts.push(part);
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        readers.entry(output.stream.clone()).or_default().push(tx);
+        run.readers.entry(output.stream.clone()).or_default().push(tx);
         // In exactly-once mode the saved part wraps the sink's own state (a file's length).
         // error_stream stays at-least-once: its rows do not travel with barriers.
-        let saved = restored
-            .parts
-            .get(sink_parts.last().expect("pushed above"))
-            .map(|v| v.as_slice());
-        let (holdback, saved) = match (exactly_once, plan.stream(&output.stream)) {
-            (true, Some(stream)) if output.stream != ERROR_STREAM => {
-                let (holdback, inner) = delivery::Holdback::restore(&output.stream, &stream.schema, saved)?;
+        let saved = restored.checkpoint.parts.get(&part).map(|v| v.as_slice());
+        let (holdback, saved) = match (exactly_once, schemas.get(&output.stream)) {
+            (true, Some(schema)) if output.stream != ERROR_STREAM => {
+                let (holdback, inner) = delivery::Holdback::restore(&output.stream, schema, saved)?;
                 (Some(holdback), inner)
             }
             _ => (None, saved.map(<[u8]>::to_vec)),
         };
-        let sink: Box<dyn Sink> = match &output.destination {
-            DestinationSpec::Stdout => Box::new(stdout_sink(output.format)),
-            DestinationSpec::File { path } => Box::new(file_sink(path, output.format, saved.as_deref()).await?),
-            DestinationSpec::Collect => {
-                let sink = CollectSink::default();
-                collected.push((output.stream.clone(), Arc::clone(&sink.batches)));
-                Box::new(sink)
-            }
-            DestinationSpec::Kinesis(config) => Box::new(crate::connectors::kinesis::KinesisSink::new(
-                config.clone(),
-                output.format,
-            )),
-            DestinationSpec::Http(config) => Box::new(crate::connectors::http::HttpSink::new(
-                config.clone(),
-                output.format,
-                &output.stream,
-                &app.name,
-            )?),
-            DestinationSpec::S3(config) => Box::new(crate::connectors::s3::S3Sink::new(
-                config.clone(),
-                &app.name,
-                &output.stream,
-                output.format,
-                holdback.is_some(),
-                saved.as_deref(),
-            )?),
-            DestinationSpec::Unsupported { .. } => unreachable!("rejected above"),
+        let ctx = SinkContext {
+            app: &app.name,
+            saved: saved.as_deref(),
+            exactly_once: holdback.is_some(),
         };
-        sinks.push((sink, rx, holdback));
+        let (sink, collect) = sink_for(output, ctx).await?;
+        if let Some(collect) = collect {
+            run.collected.push((output.stream.clone(), collect.batches));
+        }
+        wired.push(WiredOutput {
+            sink,
+            rx,
+            holdback,
+            part,
+        });
     }
+    Ok(wired)
+}
 
+/// Each pump's channel from the hub of the stream it reads, in plan order. Pumps are
+/// registered as readers before the sinks, so a hub hands its rows to them first.
+fn wire_pump_inputs(plan: &ApplicationPlan, run: &mut Run) -> Vec<mpsc::Receiver<Message>> {
+    plan.pumps
+        .iter()
+        .map(|pump| {
+            let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+            run.readers.entry(pump.source.clone()).or_default().push(tx);
+            run.participants.insert(format!("pump/{}", pump.name));
+            rx
+        })
+        .collect()
+}
+
+/// The hubs of a run, before they are spawned.
+struct WiredHubs {
+    hubs: Vec<(Hub, mpsc::Receiver<(usize, Message)>)>,
+    senders: HashMap<String, mpsc::Sender<(usize, Message)>>,
+}
+
+/// One hub per stream (not `error_stream`, not reference tables), restored from its part,
+/// with its writers counted and its readers (pumps, then sinks) attached.
+fn wire_hubs(
+    app: &AppSpec,
+    plan: &ApplicationPlan,
+    restored: &Restored,
+    taps: &HashMap<String, Arc<Taps>>,
+    run: &mut Run,
+) -> Result<WiredHubs> {
     // Writers of each stream: the input feeding it, or the pumps inserting into it.
     let mut writer_count: HashMap<String, usize> = HashMap::new();
     for input in &app.inputs {
@@ -370,111 +389,163 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
     for pump in &plan.pumps {
         *writer_count.entry(pump.target.clone()).or_default() += 1;
     }
-    let mut hubs: HashMap<String, mpsc::Sender<(usize, Message)>> = HashMap::new();
-    let mut hub_tasks = Vec::new();
+    let mut hubs = Vec::new();
+    let mut senders = HashMap::new();
     for stream in plan.streams.iter().filter(|s| s.name != ERROR_STREAM) {
-        if stream.kind == crate::planner::catalog::RelationKind::ReferenceTable {
-            continue;
-        }
+        let Some(stream_taps) = taps.get(&stream.name) else {
+            continue; // a reference table
+        };
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let mut hub = Hub::new(
             stream.name.clone(),
             Arc::clone(&stream.schema),
             writer_count.get(&stream.name).copied().unwrap_or(0),
-            readers.remove(&stream.name).unwrap_or_default(),
+            run.readers.remove(&stream.name).unwrap_or_default(),
+            Arc::clone(stream_taps),
         );
         let part = format!("hub/{}", stream.name);
-        if let Some(bytes) = restored.parts.get(&part) {
+        if let Some(bytes) = restored.checkpoint.parts.get(&part) {
             hub.restore(bytes)?;
         }
-        participants.insert(part);
-        hub_tasks.push((hub, rx));
-        hubs.insert(stream.name.clone(), tx);
+        run.participants.insert(part);
+        hubs.push((hub, rx));
+        senders.insert(stream.name.clone(), tx);
     }
-    let mut next_writer: HashMap<String, usize> = HashMap::new();
-    let mut writer_for = |stream: &str| -> StreamWriter {
-        let index = next_writer.entry(stream.to_string()).or_default();
+    Ok(WiredHubs { hubs, senders })
+}
+
+/// Hands out each stream's writer handles, numbered in the order the hub counts them.
+struct Writers {
+    senders: HashMap<String, mpsc::Sender<(usize, Message)>>,
+    next: HashMap<String, usize>,
+}
+
+impl Writers {
+    fn new(senders: HashMap<String, mpsc::Sender<(usize, Message)>>) -> Self {
+        Writers {
+            senders,
+            next: HashMap::new(),
+        }
+    }
+
+    fn next(&mut self, stream: &str) -> StreamWriter {
+        let index = self.next.entry(stream.to_string()).or_default();
         let w = StreamWriter {
             index: *index,
-            tx: hubs[stream].clone(),
+            tx: self.senders[stream].clone(),
         };
         *index += 1;
         w
-    };
+    }
+}
 
+/// The hub of `error_stream`: every source and pump sends its record errors there.
+fn spawn_error_hub(
+    run: &mut Run,
+    taps: &HashMap<String, Arc<Taps>>,
+    metrics: &Arc<metrics::Metrics>,
+) -> mpsc::UnboundedSender<Vec<crate::error::ErrorRow>> {
     let (error_tx, error_rx) = mpsc::unbounded_channel();
     tokio::spawn(hub::run_error_hub(
         error_rx,
-        readers.remove(ERROR_STREAM).unwrap_or_default(),
-        Arc::clone(&metrics),
+        run.readers.remove(ERROR_STREAM).unwrap_or_default(),
+        taps.get(ERROR_STREAM).cloned().unwrap_or_default(),
+        Arc::clone(metrics),
     ));
+    error_tx
+}
 
-    for pump in &plan.pumps {
-        participants.insert(format!("pump/{}", pump.name));
-    }
+/// The checkpoint coordinator, when the run keeps state; its handle for every task.
+fn spawn_coordinator(
+    app: &AppSpec,
+    restored: &Restored,
+    run: &mut Run,
+    metrics: &Arc<metrics::Metrics>,
+) -> Option<crate::state::CheckpointHandle> {
     for input in &app.inputs {
-        participants.insert(format!("source/{}", input.stream_names()[0]));
+        run.participants.insert(format!("source/{}", input.stream_names()[0]));
     }
-    let checkpoints_on = state.is_some();
-    let checkpoints = match state {
-        Some(((store, _), interval_ms)) => {
-            let (mut coordinator, handle) = crate::state::Coordinator::new(
-                store,
-                participants,
-                std::time::Duration::from_millis(interval_ms.max(10)),
-                restored.id,
-                Arc::clone(&metrics),
-            );
-            // A finished run's last checkpoint covers its end, in both delivery modes: a
-            // restart after a clean finish then resumes there instead of publishing again
-            // every result since the last periodic checkpoint.
-            coordinator.commit_final();
-            tasks.spawn(coordinator.run());
-            Some(handle)
-        }
-        None => None,
-    };
-    for ((sink, rx, holdback), part) in sinks.into_iter().zip(sink_parts) {
+    let (store, interval_ms) = restored.store.clone()?;
+    let (mut coordinator, handle) = crate::state::Coordinator::new(
+        store,
+        std::mem::take(&mut run.participants),
+        std::time::Duration::from_millis(interval_ms.max(10)),
+        restored.checkpoint.id,
+        Arc::clone(metrics),
+    );
+    // A finished run's last checkpoint covers its end, in both delivery modes: a
+    // restart after a clean finish then resumes there instead of publishing again
+    // every result since the last periodic checkpoint.
+    coordinator.commit_final();
+    run.spawn(coordinator.run());
+    Some(handle)
+}
+
+fn spawn_outputs(
+    outputs: Vec<WiredOutput>,
+    checkpoints: &Option<crate::state::CheckpointHandle>,
+    metrics: &Arc<metrics::Metrics>,
+    run: &mut Run,
+) {
+    for output in outputs {
         let c = checkpoints
             .clone()
-            .filter(|_| !part.ends_with(&format!("/{ERROR_STREAM}")))
-            .map(|h| (h, part));
-        match holdback {
-            Some(held) => tasks.spawn(delivery::run_exactly_once(sink, held, rx, Arc::clone(&metrics), c)),
-            None => tasks.spawn(run_sink(sink, rx, Arc::clone(&metrics), c)),
-        };
+            .filter(|_| !output.part.ends_with(&format!("/{ERROR_STREAM}")))
+            .map(|h| (h, output.part));
+        match output.holdback {
+            Some(held) => run.spawn(delivery::run_exactly_once(
+                output.sink,
+                held,
+                output.rx,
+                Arc::clone(metrics),
+                c,
+            )),
+            None => run.spawn(run_sink(output.sink, output.rx, Arc::clone(metrics), c)),
+        }
     }
-    for (hub, rx) in hub_tasks {
-        tasks.spawn(hub.run(rx, checkpoints.clone()));
-    }
-    for (pump, input) in std::mem::take(&mut plan.pumps).into_iter().zip(pump_inputs) {
-        let out = writer_for(&pump.target);
-        tasks.spawn(pump::run_pump(
-            pump.pipeline,
-            input,
-            out,
-            error_tx.clone(),
-            checkpoints.clone(),
-        ));
-    }
-    for (input, source) in app.inputs.iter().zip(sources) {
+}
+
+/// An input's transform (KDA's Lambda preprocessor, over HTTP).
+type Preprocessor = Arc<crate::connectors::http::preprocess::Preprocessor>;
+
+/// What every input's ingest pipeline is wired to.
+struct InputWiring<'a> {
+    options: &'a RunOptions,
+    restored: &'a Restored,
+    checkpoints: &'a Option<crate::state::CheckpointHandle>,
+    error_tx: &'a mpsc::UnboundedSender<Vec<crate::error::ErrorRow>>,
+    stop: &'a watch::Receiver<bool>,
+    metrics: &'a Arc<metrics::Metrics>,
+}
+
+/// Each input's source, behind its ingest pipeline: input transform, decoder, event
+/// time, checkpoints, and writers onto its streams.
+fn spawn_inputs(
+    app: &AppSpec,
+    plan: &ApplicationPlan,
+    sources: Vec<(Box<dyn Source>, Option<Preprocessor>)>,
+    wiring: InputWiring<'_>,
+    writers: &mut Writers,
+    run: &mut Run,
+) -> Result<()> {
+    for (input, (source, preprocessor)) in app.inputs.iter().zip(sources) {
         let names = input.stream_names();
         let decoder = RecordDecoder::new(&input.schema, &names[0])?;
-        let outputs = names.iter().map(|n| writer_for(n)).collect();
+        let outputs = names.iter().map(|n| writers.next(n)).collect();
         let ctx = SourceContext::new(
             names[0].clone(),
             outputs,
             decoder,
-            error_tx.clone(),
-            options.time.clone(),
-            shutdown.clone(),
-            Arc::clone(&metrics),
+            wiring.error_tx.clone(),
+            wiring.options.time.clone(),
+            wiring.stop.clone(),
+            Arc::clone(wiring.metrics),
         )
-        .with_preprocessor(preprocessors.next().flatten());
-        announce_time(&names[0], input.event_time.as_ref(), &options.time);
+        .with_preprocessor(preprocessor);
+        announce_time(&names[0], input.event_time.as_ref(), &wiring.options.time);
         let ctx = match &input.event_time {
             Some(spec) => {
-                let late = spec.late_stream.as_deref().map(&mut writer_for);
+                let late = spec.late_stream.as_deref().map(|s| writers.next(s));
                 let schema = plan
                     .stream(&names[0])
                     .map(|s| Arc::clone(&s.schema))
@@ -483,41 +554,40 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
             }
             None => ctx,
         };
-        let ctx = match &checkpoints {
+        let ctx = match wiring.checkpoints {
             Some(handle) => {
-                let resume = restored.parts.get(&format!("source/{}", names[0])).cloned();
+                let resume = wiring
+                    .restored
+                    .checkpoint
+                    .parts
+                    .get(&format!("source/{}", names[0]))
+                    .cloned();
                 ctx.with_checkpoints(handle.clone(), resume)?
             }
             None => ctx,
         };
-        tasks.spawn(source.run(ctx));
+        run.spawn(source.run(ctx));
     }
-    // The run ends when every task has ended: this function's handles must not keep
-    // channels open.
-    drop(error_tx);
-    drop(checkpoints);
-    let recovery = recovery_started.elapsed();
-    if checkpoints_on {
-        metrics.state_restored(recovery);
-    }
-    if restored.id > 0 {
-        tracing::info!(recovery_ms = recovery.as_millis() as u64, "state restored");
-    }
+    Ok(())
+}
 
-    while let Some(joined) = tasks.join_next().await {
+/// Waits for every task of a run; on the first error, stops the others before returning
+/// it. Then hands the collected outputs over.
+pub(crate) async fn join(mut run: Run, metrics: Arc<metrics::Metrics>) -> Result<RunOutput> {
+    while let Some(joined) = run.tasks.join_next().await {
         match joined {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                stop_every_task(&mut tasks).await;
+                stop_every_task(&mut run.tasks).await;
                 return Err(e);
             }
             Err(e) => {
-                stop_every_task(&mut tasks).await;
+                stop_every_task(&mut run.tasks).await;
                 return Err(SluiceError::runtime(format!("a task failed: {e}")));
             }
         }
     }
-    drop(reporter);
+    drop(std::mem::take(&mut run.guards));
     tracing::info!(
         records_in = metrics.records_in.load(std::sync::atomic::Ordering::Relaxed),
         rows_out = metrics.rows_out.load(std::sync::atomic::Ordering::Relaxed),
@@ -525,46 +595,9 @@ pub async fn run_app_until(app: &AppSpec, options: RunOptions, shutdown: watch::
         "finished"
     );
     let mut output = RunOutput::default();
-    for (stream, batches) in collected {
+    for (stream, batches) in run.collected {
         let batches = std::mem::take(&mut *batches.lock().expect("collect sink lock"));
         output.streams.entry(stream).or_default().extend(batches);
     }
     Ok(output)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reference_table_counts_by_name_only_in_the_fingerprint() {
-        use crate::app::{RecordFormat, RecordSchema, ReferenceLocation, ReferenceSpec};
-        let reference = |location: ReferenceLocation, every: Option<u64>| ReferenceSpec {
-            table: "T".into(),
-            schema: RecordSchema {
-                columns: vec![],
-                format: RecordFormat::Json { row_path: "$".into() },
-            },
-            location,
-            skip_header_lines: 0,
-            refresh_interval: every.map(std::time::Duration::from_secs),
-        };
-        let app = |r: ReferenceSpec| AppSpec {
-            name: "a".into(),
-            sql: "x".into(),
-            inputs: vec![],
-            references: vec![r],
-            outputs: vec![],
-        };
-        let delivery = crate::engine::Delivery::AtLeastOnce;
-        let file = fingerprint(&app(reference(ReferenceLocation::File("t.csv".into()), None)), delivery);
-        let s3 = ReferenceLocation::S3 {
-            connection: crate::connectors::s3::S3Connection::for_bucket("b").unwrap(),
-            key: "t.csv".into(),
-        };
-        assert_eq!(fingerprint(&app(reference(s3, Some(60))), delivery), file);
-        let mut other = reference(ReferenceLocation::File("t.csv".into()), None);
-        other.table = "U".into();
-        assert_ne!(fingerprint(&app(other), delivery), file);
-    }
 }

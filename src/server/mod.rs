@@ -4,7 +4,6 @@
 //! reference tables and `POST /references/{TABLE}/refresh` reloads one now.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::extract::{Path, State};
@@ -16,11 +15,12 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::error::{Result, SluiceError};
-use crate::runtime::metrics::{Metrics, registry};
+use crate::runtime::handle::{AppHandle, RefreshError};
+use crate::runtime::metrics::registry;
 
-/// Binds `addr` (port 0 picks a free port) and serves the application whose counters
-/// are `metrics` until the returned task is aborted. Returns the bound address.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<(SocketAddr, JoinHandle<()>)> {
+/// Binds `addr` (port 0 picks a free port) and serves the running application `app`
+/// until the returned task is aborted. Returns the bound address.
+pub async fn serve(addr: SocketAddr, app: AppHandle) -> Result<(SocketAddr, JoinHandle<()>)> {
     let io_error = |source| SluiceError::Io {
         path: format!("http://{addr}"),
         source,
@@ -32,7 +32,7 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<(SocketAdd
         .route("/health", get(health))
         .route("/references", get(references))
         .route("/references/{table}/refresh", post(refresh_reference))
-        .with_state(metrics);
+        .with_state(app);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::warn!(error = %e, "the metrics and health endpoint stopped");
@@ -41,10 +41,10 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<(SocketAdd
     Ok((bound, task))
 }
 
-async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+async fn render_metrics(State(app): State<AppHandle>) -> impl IntoResponse {
     // Counters, lag and checkpoint age are mirrored into the registry on scrape, so a
     // scrape never sees values older than the atomics.
-    metrics.publish();
+    app.metrics().publish();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         registry().render(),
@@ -68,7 +68,8 @@ struct Health {
     checkpoint_age_ms: Option<u64>,
 }
 
-async fn health(State(metrics): State<Arc<Metrics>>) -> Json<Health> {
+async fn health(State(app): State<AppHandle>) -> Json<Health> {
+    let metrics = app.metrics();
     let rates = metrics.status().rates;
     let checkpoint = metrics.checkpoint_age();
     Json(Health {
@@ -108,32 +109,17 @@ fn reference_status(t: &crate::planner::reference::ReferenceData) -> ReferenceSt
     }
 }
 
-async fn references(State(metrics): State<Arc<Metrics>>) -> Json<Vec<ReferenceStatus>> {
-    let names = metrics.references.names();
-    Json(
-        names
-            .iter()
-            .filter_map(|n| metrics.references.get(n))
-            .map(|t| reference_status(&t))
-            .collect(),
-    )
+async fn references(State(app): State<AppHandle>) -> Json<Vec<ReferenceStatus>> {
+    Json(app.references().map(|t| reference_status(t)).collect())
 }
 
 /// Reloads a reference table now. 200 with `status` "refreshed" (a new version) or
 /// "unchanged", `version`, `rows` and `rejected_rows`; 404 for an unknown table; 502 with
 /// `error` when the file or object cannot be read or none of its rows fits (the table
 /// keeps its rows, whose `version` and `rows` the answer gives).
-async fn refresh_reference(State(metrics): State<Arc<Metrics>>, Path(table): Path<String>) -> impl IntoResponse {
-    let Some(data) = metrics.references.get(&table) else {
-        let known = metrics.references.names();
-        let error = format!("no reference table \"{table}\" (tables: {})", known.join(", "));
-        return (
-            StatusCode::NOT_FOUND,
-            Json(serde_json::json!({ "table": table, "error": error })),
-        );
-    };
-    use crate::planner::reference::{RefreshOutcome, refresh_and_record};
-    match refresh_and_record(&data, &metrics, "http").await {
+async fn refresh_reference(State(app): State<AppHandle>, Path(table): Path<String>) -> impl IntoResponse {
+    use crate::planner::reference::RefreshOutcome;
+    match app.refresh_reference(&table, "http").await {
         Ok(outcome) => {
             let (status, rejected) = match &outcome {
                 RefreshOutcome::Replaced { rejected, .. } => ("refreshed", *rejected),
@@ -150,8 +136,15 @@ async fn refresh_reference(State(metrics): State<Arc<Metrics>>, Path(table): Pat
                 })),
             )
         }
-        Err(error) => {
-            let kept = reference_status(&data);
+        Err(RefreshError::UnknownTable(error)) => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "table": table, "error": error })),
+        ),
+        Err(RefreshError::Failed(error)) => {
+            let Some(data) = app.reference(&table) else {
+                return (StatusCode::NOT_FOUND, Json(serde_json::json!({ "table": table })));
+            };
+            let kept = reference_status(data);
             (
                 StatusCode::BAD_GATEWAY,
                 Json(serde_json::json!({
@@ -174,6 +167,8 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+    use crate::runtime::metrics::Metrics;
+    use std::sync::Arc;
 
     /// One plain HTTP/1.1 request; returns the status code, the head and the body.
     async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
@@ -203,9 +198,14 @@ mod tests {
         metrics.error_rows.fetch_add(1, Ordering::Relaxed);
         let parts = BTreeMap::from([("pump/P".to_string(), 120), ("source/IN".to_string(), 8)]);
         metrics.checkpoint_committed(4, Duration::from_millis(25), &parts);
-        let (addr, task) = serve("127.0.0.1:0".parse().unwrap(), Arc::clone(&metrics))
-            .await
-            .unwrap();
+        let app = AppHandle::new(
+            "server-render",
+            Arc::clone(&metrics),
+            [],
+            [],
+            tokio::sync::watch::channel(false).0,
+        );
+        let (addr, task) = serve("127.0.0.1:0".parse().unwrap(), app).await.unwrap();
         assert_ne!(addr.port(), 0);
 
         let (status, head, text) = get(addr, "/metrics").await;
@@ -264,9 +264,14 @@ mod tests {
     #[tokio::test]
     async fn health_reports_counts_and_the_checkpoint_only_once_there_is_one() {
         let metrics = Arc::new(Metrics::new("server-health"));
-        let (addr, task) = serve("127.0.0.1:0".parse().unwrap(), Arc::clone(&metrics))
-            .await
-            .unwrap();
+        let app = AppHandle::new(
+            "server-render",
+            Arc::clone(&metrics),
+            [],
+            [],
+            tokio::sync::watch::channel(false).0,
+        );
+        let (addr, task) = serve("127.0.0.1:0".parse().unwrap(), app).await.unwrap();
 
         let (status, head, body) = get(addr, "/health").await;
         assert_eq!(status, 200, "{body}");

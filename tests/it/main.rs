@@ -9,6 +9,7 @@ mod demo;
 mod event_time;
 mod file_input;
 mod fuzz;
+mod handle;
 mod hostile_input;
 mod kinesis;
 mod metrics_http;

@@ -90,31 +90,24 @@ fn wall_clock() -> RunOptions {
     RunOptions::new(TimeMode::WallClock { bound_interval_ms: 100 })
 }
 
-/// A running application: its counters, its HTTP endpoint and how to stop it.
+/// A running application: its handle and its HTTP endpoint.
 struct Running {
+    app: sluice::engine::RunningApp,
     metrics: Arc<Metrics>,
     addr: SocketAddr,
     server: tokio::task::JoinHandle<()>,
-    stop: tokio::sync::watch::Sender<bool>,
-    run: tokio::task::JoinHandle<sluice::Result<sluice::engine::RunOutput>>,
 }
 
 async fn start(app: &AppSpec) -> Running {
-    let metrics = Arc::new(Metrics::new(&app.name));
-    let (addr, server) = sluice::server::serve("127.0.0.1:0".parse().unwrap(), Arc::clone(&metrics))
+    let app = sluice::engine::start(app, wall_clock()).await.unwrap();
+    let (addr, server) = sluice::server::serve("127.0.0.1:0".parse().unwrap(), app.handle().clone())
         .await
         .unwrap();
-    let mut options = wall_clock();
-    options.metrics = Some(Arc::clone(&metrics));
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let app = app.clone();
-    let run = tokio::spawn(async move { sluice::runtime::run_app_until(&app, options, stop_rx).await });
     Running {
-        metrics,
+        metrics: Arc::clone(app.metrics()),
+        app,
         addr,
         server,
-        stop,
-        run,
     }
 }
 
@@ -124,7 +117,7 @@ impl Running {
         let target = self.metrics.rows_out.load(Ordering::Relaxed) + more;
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.metrics.rows_out.load(Ordering::Relaxed) < target {
-            assert!(!self.run.is_finished(), "the run ended early");
+            assert!(!self.app.is_finished(), "the run ended early");
             assert!(Instant::now() < deadline, "{more} more rows did not arrive within 30 s");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -132,8 +125,8 @@ impl Running {
 
     /// Stops the run and returns the rows of `OUT`, in delivery order.
     async fn finish(self) -> Vec<Row> {
-        let _ = self.stop.send(true);
-        let mut out = self.run.await.unwrap().expect("the run ends cleanly");
+        self.app.stop();
+        let mut out = self.app.wait().await.expect("the run ends cleanly");
         self.server.abort();
         batches_to_rows(&out.streams.remove("OUT").unwrap_or_default()).1
     }
@@ -458,11 +451,7 @@ async fn a_file_table_refreshes_on_its_interval() {
     let app = generator_app("reference-interval", 300, reference);
     let running = start(&app).await;
     running.wait_rows(100).await;
-    let table = running
-        .metrics
-        .references
-        .get("T")
-        .expect("the run registers its tables");
+    let table = Arc::clone(running.app.reference("T").expect("the run registers its tables"));
     let wait_version = |v: u64| {
         let table = Arc::clone(&table);
         async move {
