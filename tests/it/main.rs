@@ -24,6 +24,7 @@ mod spill;
 mod sql_errors;
 mod stagger_property;
 mod stream_join;
+mod structure;
 mod tumbling_property;
 mod window_tvf;
 
