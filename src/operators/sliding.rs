@@ -7,7 +7,27 @@
 //! Each partition keeps a DataFusion sliding accumulator (add with `update_batch`,
 //! remove with `retract_batch`): SUM, COUNT and AVG retract in constant time, MIN and
 //! MAX use DataFusion's moving min/max structure, so the cost per row does not grow with
-//! the window.
+//! the window. A row first retracts the rows that leave its window, then adds itself.
+//!
+//! ## Restoring to the bit
+//!
+//! A partition read back from a checkpoint or the spill store must go on with the very
+//! accumulator it had: a running DOUBLE sum is the exact sequence of one-row additions
+//! and retractions it saw, and summing its held rows again rounds differently, so a
+//! restarted application would not give an uninterrupted run's output byte for byte. A
+//! bounded frame of SUM, COUNT, AVG, or the variance family therefore saves its
+//! accumulator's `state()` with its rows (one column per state value after the argument
+//! columns, the partition's state on its first row, nulls on the others) and is restored
+//! from it as [`Restore`] says, with every saved row held again: rows that have since
+//! left the window are retracted one at a time by the next row, as in the uninterrupted
+//! run. MIN and MAX (whose moving structure is not in their state; exact anyway), the
+//! analytic functions, other aggregates, and checkpoints of an older sluice that saved
+//! rows alone (told apart by the number and types of the columns) are rebuilt from the
+//! rows. SUM's state hides its sum while its count is 0, so a DOUBLE SUM whose
+//! window holds only NULLs would restore with a sum of 0 where the uninterrupted run
+//! keeps the rounding residue of the values retracted; so an accumulator of these
+//! aggregates whose held rows have no value left starts afresh in every run (its output
+//! is NULL, or 0 for COUNT, either way).
 //!
 //! KDA's analytic functions (`LAG`, `FIRST_VALUE`, `LAST_VALUE`, `NTH_VALUE`, `EXP_AVG`;
 //! see `super::analytic`) run in the same partitions in place of an accumulator: a
@@ -28,12 +48,12 @@
 //! evicts partitions, least recently used first (`keyed_spill`), until the state is
 //! down to three quarters of the budget. An evicted partition becomes one spill-store
 //! entry under (window, partition key), in the snapshot's encoding: for a bounded frame
-//! its rows (ROWTIME, then the argument values, as Arrow arrays), for an unbounded frame
-//! its accumulator's `state()`. Only its key and newest ROWTIME stay in memory. When a
-//! row of an evicted key arrives, the entry is read back and removed: a bounded frame's
-//! accumulator is rebuilt with `update_batch` over the rows still inside the window
-//! (expired rows are dropped), an unbounded frame's with `merge_batch` of the state, and
-//! the row goes on as if the partition had never left.
+//! its rows (ROWTIME, then the argument values, as Arrow arrays) and the state above, for
+//! an unbounded frame its accumulator's `state()`. Only its key and newest ROWTIME stay
+//! in memory. When a row of an evicted key arrives, the entry is read back and removed:
+//! a bounded frame's accumulator is restored as above (or, rebuilt from rows, with
+//! `update_batch` over the rows still inside the window), an unbounded frame's with
+//! `merge_batch` of the state, and the row goes on as if the partition had never left.
 //!
 //! A RANGE partition whose newest row is older than the newest ROWTIME seen minus n is
 //! out of every future window (ROWTIME never decreases): an eviction pass drops such
@@ -46,10 +66,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, Int64Array, RecordBatch};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryBuilder, Float64Array, Int64Array, RecordBatch, UInt64Array, new_null_array,
+};
 use datafusion::arrow::compute::concat;
-use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{Float64Type, Int64Type, UInt64Type};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
@@ -140,12 +162,108 @@ fn merge_state(spec: &WindowAggregate, eval: &mut Evaluator, arrays: &[ArrayRef]
     }
 }
 
+/// How a bounded frame's partition gets back the very accumulator it had when it is read
+/// back from a snapshot or the spill store. Its value at every later row must be the one
+/// an uninterrupted run gives, to the bit: a running floating-point sum is the exact
+/// sequence of one-row additions and retractions it saw, which adding the held rows
+/// again (one sum, other roundings) does not reproduce.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Restore {
+    /// Add the held rows again: MIN and MAX (their moving min/max structure is not in
+    /// their `state()`; no rounding, so exact anyway), the analytic functions (their
+    /// state is the rows), and every aggregate not known to restore exactly.
+    Rows,
+    /// `merge_batch` of the saved `state()` into a fresh sliding accumulator gives it
+    /// exactly: SUM, COUNT and AVG, whose state is their whole accumulator (a sum and a
+    /// count) and whose merge adds it to zero.
+    Merge,
+    /// The variance family's Welford state (count, mean, m2). Merging it scales the mean
+    /// by count / count, which rounds; merging a count of 1 does not, and adding the mean
+    /// itself leaves mean and m2 untouched (its deviation is 0), so count − 1 such
+    /// additions bring the count back.
+    Welford,
+}
+
+impl Restore {
+    fn of(function: &WindowFunction, frame: Frame) -> Restore {
+        match function {
+            WindowFunction::Aggregate(a) if frame.bounded() => match a.fun().name() {
+                "sum" | "count" | "avg" => Restore::Merge,
+                "var" | "var_pop" | "stddev" | "stddev_pop" => Restore::Welford,
+                _ => Restore::Rows,
+            },
+            _ => Restore::Rows,
+        }
+    }
+}
+
+/// Brings a fresh sliding accumulator to the saved `state` (one row per array), as
+/// [`Restore`] says. Returns false, with the accumulator fresh again, when its `state()`
+/// then differs in any bit from the saved one: the caller adds the rows instead.
+fn restore_accumulator(
+    how: Restore,
+    a: &mut Box<dyn Accumulator>,
+    fresh: impl Fn() -> Result<Box<dyn Accumulator>>,
+    state: &[ArrayRef],
+) -> Result<bool> {
+    match how {
+        Restore::Rows => return Ok(false),
+        Restore::Merge => a.merge_batch(state)?,
+        Restore::Welford => {
+            let [count, mean, m2] = state else {
+                return Err(corrupt());
+            };
+            let count = count.as_primitive_opt::<UInt64Type>().ok_or_else(corrupt)?;
+            let mean = mean.as_primitive_opt::<Float64Type>().ok_or_else(corrupt)?;
+            if count.is_valid(0) && count.value(0) > 0 {
+                let one: ArrayRef = Arc::new(UInt64Array::from(vec![1u64]));
+                a.merge_batch(&[one, Arc::clone(&state[1]), Arc::clone(m2)])?;
+                let copies = (count.value(0) - 1) as usize;
+                if copies > 0 {
+                    a.update_batch(&[Arc::new(Float64Array::from_value(mean.value(0), copies))])?;
+                }
+            }
+        }
+    }
+    let now = a.state()?;
+    let same = now.len() == state.len()
+        && now
+            .iter()
+            .zip(state)
+            .map(|(s, saved)| Ok(s.to_array()?.to_data() == saved.to_data()))
+            .collect::<Result<Vec<bool>>>()?
+            .into_iter()
+            .all(|same| same);
+    if !same {
+        *a = fresh()?;
+    }
+    Ok(same)
+}
+
+/// A bounded frame's saved state as columns as long as its rows: the partition's
+/// `state()` on the first row, nulls below.
+fn state_columns(state: Vec<ScalarValue>, rows: usize) -> Result<Vec<ArrayRef>> {
+    state
+        .into_iter()
+        .map(|s| {
+            let first = s.to_array()?;
+            if rows <= 1 {
+                return Ok(first.slice(0, rows));
+            }
+            let nulls = new_null_array(first.data_type(), rows - 1);
+            Ok(concat(&[first.as_ref(), nulls.as_ref()])?)
+        })
+        .collect()
+}
+
 struct Partition {
     eval: Evaluator,
     /// The rows in the window: ROWTIME and the aggregate's argument values (1-row slices).
     rows: VecDeque<(Millis, Vec<ArrayRef>)>,
     /// [`row_bytes`] of the rows in `rows`.
     row_bytes: usize,
+    /// How many of `rows` have a non-null first argument.
+    non_null: usize,
     /// The evaluator's `size()` when last measured.
     acc_bytes: usize,
     /// The batch (`KeyedSpill::tick`) that last touched the partition.
@@ -173,6 +291,7 @@ impl Partition {
     /// Holds a row; returns its [`row_bytes`].
     fn push(&mut self, t: Millis, args: Vec<ArrayRef>) -> usize {
         let bytes = row_bytes(&args);
+        self.non_null += usize::from(has_value(&args));
         self.row_bytes += bytes;
         self.rows.push_back((t, args));
         bytes
@@ -205,6 +324,12 @@ fn value_bytes(a: &dyn Array) -> usize {
     }
 }
 
+/// Whether a held row's first argument (the value SUM, COUNT, AVG and the variance
+/// family take) is not null.
+fn has_value(args: &[ArrayRef]) -> bool {
+    args.first().is_some_and(|a| a.is_valid(0))
+}
+
 /// Copies arrays into buffers of their own (a slice keeps its parent's buffers alive).
 fn compact(arrays: &[ArrayRef]) -> Result<Vec<ArrayRef>> {
     Ok(arrays.iter().map(|a| concat(&[a.as_ref()])).collect::<Result<_, _>>()?)
@@ -224,8 +349,38 @@ fn corrupt() -> SluiceError {
     SluiceError::runtime("corrupt sliding-window state")
 }
 
+/// [`WindowState::encode`], for a partition borrowed from the window's map.
+fn encode_partition(spec: &WindowAggregate, restore: Restore, p: &mut Partition) -> Result<Vec<ArrayRef>> {
+    if !spec.frame.bounded() {
+        return evaluator_state(spec, &mut p.eval)?
+            .iter()
+            .map(|s| Ok(s.to_array()?))
+            .collect();
+    }
+    let mut arrays: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(p.rows.iter().map(|r| r.0)))];
+    for a in 0..p.rows.front().map_or(0, |r| r.1.len()) {
+        let parts: Vec<&dyn Array> = p.rows.iter().map(|r| r.1[a].as_ref()).collect();
+        arrays.push(concat(&parts)?);
+    }
+    if restore != Restore::Rows
+        && !p.rows.is_empty()
+        && let Evaluator::Aggregate(a) = &mut p.eval
+    {
+        arrays.extend(state_columns(a.state()?, p.rows.len())?);
+    }
+    Ok(arrays)
+}
+
 struct WindowState {
     spec: WindowAggregate,
+    /// How a bounded frame's accumulator is brought back from a snapshot or the spill
+    /// store (see [`Restore`]).
+    restore: Restore,
+    /// The number of argument columns a held row has.
+    arg_count: usize,
+    /// The types of a bounded frame's sliding accumulator's `state()` (empty for an
+    /// analytic function and an unbounded frame).
+    state_types: Vec<DataType>,
     converter: RowConverter,
     partitions: HashMap<Box<[u8]>, Partition>,
     /// Partitions in the spill store: key → ROWTIME of their newest row (MAX for an
@@ -281,6 +436,7 @@ impl WindowState {
             eval: self.new_evaluator()?,
             rows: VecDeque::new(),
             row_bytes: 0,
+            non_null: 0,
             acc_bytes: 0,
             last_used: u64::MAX,
             loose: false,
@@ -300,17 +456,50 @@ impl WindowState {
         Ok(p)
     }
 
-    /// Adds a partition's encoded state (see [`WindowState::encode`]) to `p`. For a bounded
-    /// frame, the rows (ROWTIME, then argument values), keeping those still in the window
-    /// of a row at `t` (all if None) in compact arrays; for an unbounded frame, the
-    /// accumulator's state.
+    /// A fresh accumulator for a bounded frame's partition.
+    fn fresh_accumulator(&self) -> Result<Box<dyn Accumulator>> {
+        match &self.spec.function {
+            WindowFunction::Aggregate(a) => Ok(a.create_sliding_accumulator()?),
+            WindowFunction::Analytic(_) => Err(corrupt()),
+        }
+    }
+
+    /// Adds a partition's encoded state (see [`WindowState::encode`]) to `p`. For an
+    /// unbounded frame, the accumulator's state. For a bounded frame, the rows (ROWTIME,
+    /// then argument values), then, where [`Restore`] saves it, the accumulator's
+    /// `state()` on the first row. With that state restored, every row is held again,
+    /// expired or not: the next row retracts the expired ones one at a time, as the
+    /// uninterrupted run does. Otherwise (MIN, MAX, analytic functions, and state saved by
+    /// a sluice that kept only the rows) the accumulator adds the rows still in the window
+    /// of a row at `t` (all if None).
     fn rebuild(&self, p: &mut Partition, arrays: &[ArrayRef], t: Option<Millis>) -> Result<()> {
         if !self.spec.frame.bounded() {
             return merge_state(&self.spec, &mut p.eval, arrays);
         }
-        let times = arrays.first().ok_or_else(corrupt)?.as_primitive::<Int64Type>();
+        let times = arrays
+            .first()
+            .and_then(|a| a.as_primitive_opt::<Int64Type>())
+            .ok_or_else(corrupt)?;
+        let args_end = 1 + self.arg_count;
+        if arrays.len() < args_end {
+            return Err(corrupt());
+        }
+        if times.is_empty() {
+            return Ok(());
+        }
+        let saved = &arrays[args_end..];
+        let restored = match &mut p.eval {
+            _ if saved.is_empty() => false,
+            Evaluator::Aggregate(a) if self.is_saved_state(saved) => {
+                let state: Vec<ArrayRef> = saved.iter().map(|c| c.slice(0, 1)).collect();
+                restore_accumulator(self.restore, a, || self.fresh_accumulator(), &state)?
+            }
+            _ => return Err(corrupt()),
+        };
         let from = match (self.spec.frame, t) {
-            (Frame::Range(Some(n)), Some(t)) => times.values().partition_point(|&t0| t0 < t.saturating_sub(n)),
+            (Frame::Range(Some(n)), Some(t)) if !restored => {
+                times.values().partition_point(|&t0| t0 < t.saturating_sub(n))
+            }
             _ => 0,
         };
         let len = times.len() - from;
@@ -318,11 +507,17 @@ impl WindowState {
             return Ok(());
         }
         let args = if from == 0 {
-            arrays[1..].to_vec()
+            arrays[1..args_end].to_vec()
         } else {
-            compact(&arrays[1..].iter().map(|a| a.slice(from, len)).collect::<Vec<_>>())?
+            compact(
+                &arrays[1..args_end]
+                    .iter()
+                    .map(|a| a.slice(from, len))
+                    .collect::<Vec<_>>(),
+            )?
         };
         match (&mut p.eval, &self.spec.function) {
+            _ if restored => {}
             (Evaluator::Aggregate(a), _) => a.update_batch(&args)?,
             (Evaluator::Analytic(a), WindowFunction::Analytic(f)) => {
                 let values = args.first().ok_or_else(corrupt)?;
@@ -338,21 +533,19 @@ impl WindowState {
         Ok(())
     }
 
-    /// A partition as arrays: its rows for a bounded frame (ROWTIME, then each argument),
-    /// its accumulator's `state()` for an unbounded one.
+    /// Whether the columns after a bounded frame's rows are this aggregate's `state()`:
+    /// as many, of the same types. (A snapshot written before states were saved has no
+    /// such columns.)
+    fn is_saved_state(&self, columns: &[ArrayRef]) -> bool {
+        columns.len() == self.state_types.len()
+            && columns.iter().zip(&self.state_types).all(|(c, t)| c.data_type() == t)
+    }
+
+    /// A partition as arrays: for a bounded frame its rows (ROWTIME, then each argument)
+    /// and, where [`Restore`] uses it, its accumulator's `state()` (see
+    /// [`state_columns`]); for an unbounded one its accumulator's `state()`.
     fn encode(&self, p: &mut Partition) -> Result<Vec<ArrayRef>> {
-        if !self.spec.frame.bounded() {
-            return evaluator_state(&self.spec, &mut p.eval)?
-                .iter()
-                .map(|s| Ok(s.to_array()?))
-                .collect();
-        }
-        let mut arrays: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(p.rows.iter().map(|r| r.0)))];
-        for a in 0..p.rows.front().map_or(0, |r| r.1.len()) {
-            let parts: Vec<&dyn Array> = p.rows.iter().map(|r| r.1[a].as_ref()).collect();
-            arrays.push(concat(&parts)?);
-        }
-        Ok(arrays)
+        encode_partition(&self.spec, self.restore, p)
     }
 
     /// Takes `key`'s partition out of memory: into the spill store, or nowhere when it is
@@ -457,7 +650,14 @@ impl SlidingWindowOp {
     ) -> Result<Self> {
         let mut states = Vec::with_capacity(windows.len());
         for (spec, key_types) in windows {
-            let state = WindowState {
+            let arg_count = match &spec.function {
+                WindowFunction::Aggregate(a) => a.expressions().len(),
+                WindowFunction::Analytic(_) => 1,
+            };
+            let mut state = WindowState {
+                restore: Restore::of(&spec.function, spec.frame),
+                arg_count,
+                state_types: Vec::new(),
                 converter: RowConverter::new(key_types.into_iter().map(SortField::new).collect())?,
                 spec,
                 partitions: HashMap::new(),
@@ -466,15 +666,19 @@ impl SlidingWindowOp {
                 touched: Vec::new(),
                 loose: Vec::new(),
             };
-            if let Evaluator::Aggregate(probe) = state.new_evaluator()?
+            if let Evaluator::Aggregate(mut probe) = state.new_evaluator()?
                 && state.spec.frame.bounded()
-                && !probe.supports_retract_batch()
             {
-                return Err(SluiceError::Unsupported {
-                    line: 0,
-                    column: 0,
-                    feature: format!("{} over a bounded sliding window", state.spec.function.name()),
-                });
+                if !probe.supports_retract_batch() {
+                    return Err(SluiceError::Unsupported {
+                        line: 0,
+                        column: 0,
+                        feature: format!("{} over a bounded sliding window", state.spec.function.name()),
+                    });
+                }
+                // Taken from a sliding accumulator itself: its state can differ from
+                // the aggregate's `state_fields()` (SUM's adds a count).
+                state.state_types = probe.state()?.iter().map(ScalarValue::data_type).collect();
             }
             states.push(state);
         }
@@ -591,27 +795,22 @@ fn window_values(
         state.partition(window, key, t, spill)?;
         let partition = state.partitions.get_mut(key).expect("loaded above");
         let function = &state.spec.function;
+        let restore = state.restore;
         let row_args: Vec<ArrayRef> = args.iter().map(|a| a.slice(i, 1)).collect();
-        match (&mut partition.eval, function) {
-            (Evaluator::Aggregate(a), _) => a.update_batch(&row_args)?,
-            (Evaluator::Analytic(a), WindowFunction::Analytic(f)) if frame.bounded() => a.push(f, row_args[0].as_ref()),
-            _ => {}
-        }
         let (mut added, mut removed, mut newly_loose) = (0, 0, false);
         if frame.bounded() {
-            added = partition.push(t, row_args);
-            // Only with a budget: without one, rows are never compacted.
-            newly_loose = compacting && !std::mem::replace(&mut partition.loose, true);
+            // The rows leaving the window go before the row comes in.
             loop {
                 let expired = match (frame, partition.rows.front()) {
                     (Frame::Range(Some(n)), Some((t0, _))) => *t0 < t.saturating_sub(n),
-                    (Frame::Rows(Some(n)), Some(_)) => partition.rows.len() as u64 > n + 1,
+                    (Frame::Rows(Some(n)), Some(_)) => partition.rows.len() as u64 > n,
                     _ => false,
                 };
                 if !expired {
                     break;
                 }
                 let (_, old) = partition.rows.pop_front().expect("front checked");
+                partition.non_null -= usize::from(has_value(&old));
                 let bytes = row_bytes(&old);
                 partition.row_bytes -= bytes;
                 removed += bytes;
@@ -620,6 +819,29 @@ fn window_values(
                     Evaluator::Analytic(a) => a.pop(),
                 }
             }
+            // An accumulator left without a value starts afresh: a floating-point sum
+            // retracted back to "zero" keeps a rounding residue, which the values that
+            // follow must not depend on. A RANGE partition whose rows have all left is
+            // dropped by an eviction pass or found expired on a read-back, and a SUM
+            // whose rows are all NULL has no sum in its `state()`: either way the
+            // partition comes back fresh, and so it must be when it stayed in memory.
+            if removed > 0
+                && partition.non_null == 0
+                && restore != Restore::Rows
+                && let (Evaluator::Aggregate(a), WindowFunction::Aggregate(f)) = (&mut partition.eval, function)
+            {
+                *a = f.create_sliding_accumulator()?;
+            }
+        }
+        match (&mut partition.eval, function) {
+            (Evaluator::Aggregate(a), _) => a.update_batch(&row_args)?,
+            (Evaluator::Analytic(a), WindowFunction::Analytic(f)) if frame.bounded() => a.push(f, row_args[0].as_ref()),
+            _ => {}
+        }
+        if frame.bounded() {
+            added = partition.push(t, row_args);
+            // Only with a budget: without one, rows are never compacted.
+            newly_loose = compacting && !std::mem::replace(&mut partition.loose, true);
         }
         values.push(match (&mut partition.eval, function) {
             (Evaluator::Aggregate(a), _) => a.evaluate()?,
@@ -647,8 +869,9 @@ impl Operator for SlidingWindowOp {
     }
 
     /// Per window: for a bounded frame, the rows in it (partition key, ROWTIME,
-    /// argument values), from which the accumulators are rebuilt; for an unbounded
-    /// frame, each partition's accumulator state. Spilled partitions are read back into
+    /// argument values) and, where [`Restore`] uses it, each partition's accumulator
+    /// state on its first row (nulls on the others); for an unbounded frame, each
+    /// partition's accumulator state. Spilled partitions are read back into
     /// the same layout, after the ones in memory.
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>> {
         let mut sections = Vec::with_capacity(self.windows.len());
@@ -656,17 +879,22 @@ impl Operator for SlidingWindowOp {
         for (index, w) in self.windows.iter_mut().enumerate() {
             let mut keys = BinaryBuilder::new();
             let mut times: Vec<Millis> = Vec::new();
-            // Argument columns in chunks: one per in-memory row, one per spilled partition.
+            // Columns after ROWTIME in chunks, one per partition: its argument values, then
+            // its accumulator's state where `Restore` saves it (see `encode_partition`).
             let mut columns: Vec<Vec<ArrayRef>> = Vec::new();
             let bounded = w.spec.frame.bounded();
             let mut states: Vec<Vec<ScalarValue>> = Vec::new();
             for (key, p) in w.partitions.iter_mut() {
                 if bounded {
-                    for (t, args) in &p.rows {
+                    if p.rows.is_empty() {
+                        continue;
+                    }
+                    let arrays = encode_partition(&w.spec, w.restore, p)?;
+                    for (t, _) in &p.rows {
                         keys.append_value(key);
                         times.push(*t);
-                        columns.push(args.clone());
                     }
+                    columns.push(arrays[1..].to_vec());
                 } else {
                     keys.append_value(key);
                     states.push(evaluator_state(&w.spec, &mut p.eval)?);
@@ -1134,5 +1362,301 @@ mod tests {
         whole.restore(&snapshot).unwrap();
         out.extend(feed(&mut whole, &batches[cut..]));
         assert_eq!(all(&out), expected);
+    }
+
+    /// `K VARCHAR`, `D DOUBLE` (fares in cents, over a dollar), ROWTIME: `batches`
+    /// batches of 150 rows over 12 keys, ROWTIME rising by 0 to 40 ms a row, so a 2 s
+    /// window holds about 8 rows of a key; one value in 25 is NULL.
+    fn fares(seed: u64, batches: usize) -> Vec<RecordBatch> {
+        use datafusion::arrow::array::{StringArray, TimestampMillisecondArray};
+        use rand::rngs::SmallRng;
+        use rand::{Rng, SeedableRng};
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut t = 1_780_000_000_000i64;
+        (0..batches)
+            .map(|_| {
+                let (mut k, mut d, mut ts) = (Vec::new(), Vec::new(), Vec::new());
+                for _ in 0..150 {
+                    t += rng.random_range(0..=40);
+                    k.push(format!("city{}", rng.random_range(0..12)));
+                    d.push((rng.random_range(0..25) > 0).then(|| rng.random_range(100..9000) as f64 / 100.0));
+                    ts.push(t);
+                }
+                RecordBatch::try_new(
+                    fares_schema(),
+                    vec![
+                        Arc::new(StringArray::from(k)),
+                        Arc::new(Float64Array::from(d)),
+                        Arc::new(TimestampMillisecondArray::from(ts)),
+                    ],
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    fn fares_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("K", DataType::Utf8, true),
+            Field::new("D", DataType::Float64, true),
+            Field::new("ROWTIME", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        ]))
+    }
+
+    /// Over `PARTITION BY K`: `SUM(D)`, `AVG(D)`, `STDDEV_SAMP(D)`, `COUNT(D)` and
+    /// `MIN(D)` over `RANGE INTERVAL '2' SECOND PRECEDING`; `VAR_POP(D)` and `SUM(D)` over
+    /// `ROWS 5 PRECEDING`: every way a bounded frame's accumulator is restored.
+    fn fares_operator() -> SlidingWindowOp {
+        use datafusion::functions_aggregate::{average::avg_udaf, stddev::stddev_udaf, variance::var_pop_udaf};
+        let input = fares_schema();
+        let key: Arc<dyn PhysicalExpr> = Arc::new(Column::new("K", 0));
+        let d: Arc<dyn PhysicalExpr> = Arc::new(Column::new("D", 1));
+        let range = Frame::Range(Some(2_000));
+        let rows = Frame::Rows(Some(5));
+        let windows = [
+            (sum_udaf(), range, DataType::Float64),
+            (avg_udaf(), range, DataType::Float64),
+            (stddev_udaf(), range, DataType::Float64),
+            (count_udaf(), range, DataType::Int64),
+            (min_udaf(), range, DataType::Float64),
+            (var_pop_udaf(), rows, DataType::Float64),
+            (sum_udaf(), rows, DataType::Float64),
+        ];
+        let mut fields = vec![
+            Field::new("K", DataType::Utf8, true),
+            Field::new("D", DataType::Float64, true),
+        ];
+        let mut specs = Vec::new();
+        for (i, (f, frame, ty)) in windows.into_iter().enumerate() {
+            let aggregate = AggregateExprBuilder::new(f, vec![Arc::clone(&d)])
+                .schema(Arc::clone(&input))
+                .alias(format!("a{i}"))
+                .build()
+                .unwrap();
+            fields.push(Field::new(format!("a{i}"), ty, true));
+            specs.push((
+                WindowAggregate {
+                    function: WindowFunction::Aggregate(Arc::new(aggregate)),
+                    partition_by: vec![Arc::clone(&key)],
+                    frame,
+                },
+                vec![DataType::Utf8],
+            ));
+        }
+        fields.push(Field::new(
+            "ROWTIME",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ));
+        SlidingWindowOp::new(specs, 2, Arc::new(Schema::new(fields))).unwrap()
+    }
+
+    /// Every value of every output column as text, DOUBLEs as their bits in hex.
+    fn bits(batches: &[RecordBatch]) -> Vec<Vec<Option<String>>> {
+        all(batches)
+            .columns()
+            .iter()
+            .map(|c| match c.data_type() {
+                DataType::Float64 => c
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .map(|v| v.map(|v| format!("{:016x}", v.to_bits())))
+                    .collect(),
+                _ => datafusion::arrow::compute::cast(c, &DataType::Utf8)
+                    .unwrap()
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(str::to_string))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The output of `batches` fed in turn to operators each restored from the previous
+    /// one's snapshot at the `cuts` (batch indices), `old_layout` dropping the saved
+    /// accumulator states from each snapshot as a sluice that saved only rows wrote it.
+    fn with_restores(
+        batches: &[RecordBatch],
+        cuts: &[usize],
+        budget: Option<(usize, &std::path::Path)>,
+        old_layout: bool,
+    ) -> Vec<RecordBatch> {
+        let new_op = || {
+            let mut op = fares_operator();
+            if let Some((budget, dir)) = budget {
+                op.set_memory_budget(config(Some(budget), dir));
+            }
+            op
+        };
+        let mut op = new_op();
+        let mut out = Vec::new();
+        let mut from = 0;
+        for &cut in cuts.iter().chain([&batches.len()]) {
+            out.extend(feed(&mut op, &batches[from..cut]));
+            from = cut;
+            if cut == batches.len() {
+                break;
+            }
+            let mut snapshot = op.snapshot().unwrap().unwrap();
+            if old_layout {
+                snapshot = rows_only(&snapshot, &op);
+            }
+            op = new_op();
+            op.restore(&snapshot).unwrap();
+        }
+        out
+    }
+
+    /// A snapshot as a sluice that saved a bounded frame's rows alone wrote it.
+    fn rows_only(snapshot: &[u8], op: &SlidingWindowOp) -> Vec<u8> {
+        let mut sections = crate::state::snapshot::decode(snapshot).unwrap();
+        for (section, w) in sections.iter_mut().zip(&op.windows) {
+            if w.spec.frame.bounded() && section.len() > 2 {
+                section.truncate(2 + w.arg_count);
+            }
+        }
+        crate::state::snapshot::encode(&sections).unwrap()
+    }
+
+    #[test]
+    fn a_restored_double_sum_avg_and_stddev_go_on_bit_for_bit() {
+        let batches = fares(5, 40);
+        let expected = bits(&feed(&mut fares_operator(), &batches));
+        let cuts = [3, 11, 12, 23, 31];
+        assert_eq!(bits(&with_restores(&batches, &cuts, None, false)), expected);
+        // The data does exercise rounding: adding the held rows again, as the
+        // accumulators used to be restored, gives other bits somewhere.
+        assert_ne!(bits(&with_restores(&batches, &cuts, None, true)), expected);
+    }
+
+    #[test]
+    fn spilled_double_aggregates_read_back_bit_for_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let batches = fares(9, 40);
+        let mut unlimited = fares_operator();
+        unlimited.set_memory_budget(config(None, dir.path()));
+        let expected = bits(&feed(&mut unlimited, &batches));
+        let budget = unlimited.spill_stats().peak_state_bytes / 4;
+
+        let mut spilling = fares_operator();
+        spilling.set_memory_budget(config(Some(budget), dir.path()));
+        let actual = feed(&mut spilling, &batches);
+        let stats = spilling.spill_stats();
+        assert!(stats.spills >= 3, "{stats:?}");
+        assert_eq!(bits(&actual), expected);
+
+        // Snapshots taken while partitions are spilled, restored through the budget.
+        let restored = with_restores(&batches, &[7, 19, 30], Some((budget, dir.path())), false);
+        assert_eq!(bits(&restored), expected);
+    }
+
+    /// A snapshot without accumulator states (written before they were saved) restores
+    /// by adding the rows: the same rows and counts, DOUBLEs equal but for rounding.
+    #[test]
+    fn a_snapshot_of_rows_alone_still_restores() {
+        let batches = fares(5, 40);
+        let expected = all(&feed(&mut fares_operator(), &batches));
+        let actual = all(&with_restores(&batches, &[3, 11, 23], None, true));
+        assert_eq!(actual.num_rows(), expected.num_rows());
+        for c in 0..expected.num_columns() {
+            let (e, a) = (expected.column(c), actual.column(c));
+            if let DataType::Float64 = e.data_type() {
+                let (e, a) = (e.as_primitive::<Float64Type>(), a.as_primitive::<Float64Type>());
+                for (x, y) in e.iter().zip(a.iter()) {
+                    match (x, y) {
+                        (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-9 * x.abs().max(1.0), "{x} vs {y}"),
+                        (x, y) => assert_eq!(x, y),
+                    }
+                }
+            } else {
+                assert_eq!(e, a, "column {c}");
+            }
+        }
+        // The state columns are told apart by their number and types.
+        let mut op = fares_operator();
+        feed(&mut op, &batches[..5]);
+        let snapshot = op.snapshot().unwrap().unwrap();
+        let sections = crate::state::snapshot::decode(&snapshot).unwrap();
+        let widths: Vec<usize> = sections.iter().map(Vec::len).collect();
+        // keys, ROWTIME, D, then SUM (sum, count), AVG (count, sum), STDDEV (count,
+        // mean, m2), COUNT (count); MIN saves no state.
+        assert_eq!(widths, [5, 5, 6, 4, 3, 6, 5]);
+        let mut damaged = sections.clone();
+        damaged[0].pop();
+        let mut op = fares_operator();
+        assert!(op.restore(&crate::state::snapshot::encode(&damaged).unwrap()).is_err());
+    }
+
+    /// Merging a variance state into a fresh accumulator rounds its mean (scaled by
+    /// count / count); the Welford restore does not.
+    #[test]
+    fn a_variance_state_is_restored_exactly() {
+        use datafusion::functions_aggregate::variance::var_samp_udaf;
+        let input = fares_schema();
+        let aggregate = AggregateExprBuilder::new(var_samp_udaf(), vec![Arc::new(Column::new("D", 1))])
+            .schema(input)
+            .alias("v")
+            .build()
+            .unwrap();
+        let state_arrays = |a: &mut Box<dyn Accumulator>| -> Vec<ArrayRef> {
+            a.state().unwrap().iter().map(|s| s.to_array().unwrap()).collect()
+        };
+        let mut merge_rounded = 0;
+        for n in 1..40u32 {
+            let values: Vec<f64> = (0..n).map(|i| (i * 37 % 101) as f64 / 10.0 + 0.1).collect();
+            let mut original = aggregate.create_sliding_accumulator().unwrap();
+            original
+                .update_batch(&[Arc::new(Float64Array::from(values.clone()))])
+                .unwrap();
+            original
+                .retract_batch(&[Arc::new(Float64Array::from(vec![values[0]]))])
+                .unwrap();
+            let state = state_arrays(&mut original);
+            let fresh = || Ok(aggregate.create_sliding_accumulator()?);
+            let mut restored = fresh().unwrap();
+            assert!(
+                restore_accumulator(Restore::Welford, &mut restored, fresh, &state).unwrap(),
+                "n = {n}"
+            );
+            assert_eq!(original.evaluate().unwrap(), restored.evaluate().unwrap());
+            let mut merged = fresh().unwrap();
+            if !restore_accumulator(Restore::Merge, &mut merged, fresh, &state).unwrap() {
+                merge_rounded += 1;
+                assert_eq!(state_arrays(&mut merged), state_arrays(&mut fresh().unwrap()), "reset");
+            }
+        }
+        assert!(merge_rounded > 0);
+    }
+
+    /// A DOUBLE SUM whose window keeps only NULLs once its values have left: its state
+    /// no longer has the sum's rounding residue (0.1 + 0.2 + 0.3 − 0.1 − 0.2 − 0.3 is
+    /// 1.1e-16), so every run starts such a sum afresh, restored or not.
+    #[test]
+    fn a_sum_left_with_nulls_alone_starts_afresh_in_every_run() {
+        use datafusion::arrow::array::{StringArray, TimestampMillisecondArray};
+        let t = 1_780_000_000_000i64;
+        let batch = |rows: &[(Option<f64>, i64)]| {
+            RecordBatch::try_new(
+                fares_schema(),
+                vec![
+                    Arc::new(StringArray::from_iter_values(rows.iter().map(|_| "city1"))),
+                    Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.0))),
+                    Arc::new(TimestampMillisecondArray::from_iter_values(
+                        rows.iter().map(|r| t + r.1),
+                    )),
+                ],
+            )
+            .unwrap()
+        };
+        let mut before = vec![(Some(0.1), 0), (Some(0.2), 1), (Some(0.3), 2)];
+        before.extend((3_000..3_006).map(|ms| (None, ms)));
+        let batches = [batch(&before), batch(&[(Some(0.3), 3_006), (Some(0.6), 3_007)])];
+        let expected = feed(&mut fares_operator(), &batches);
+        let last = expected[1].clone();
+        for sum in [2, 8] {
+            let sums = last.column(sum).as_primitive::<Float64Type>();
+            assert_eq!(sums.value(0).to_bits(), 0.3f64.to_bits(), "a{}", sum - 2);
+        }
+        assert_eq!(bits(&with_restores(&batches, &[1], None, false)), bits(&expected));
     }
 }
