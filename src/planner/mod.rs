@@ -202,8 +202,9 @@ fn plan_application_on_this_thread(app: &AppSpec) -> Result<ApplicationPlan> {
                 columns,
             },
         );
-        // KDA loads reference data when the application starts; failing that, it does not start.
-        let data = Arc::new(reference::ReferenceData::load(reference)?);
+        // Planning needs the columns only: the runtime reads the rows before the
+        // application starts (KDA does not start one whose reference data does not load).
+        let data = Arc::new(reference::ReferenceData::declared(reference)?);
         catalog.set_table_data(&reference.table, Arc::clone(&data));
         references.push(data);
     }

@@ -16,7 +16,6 @@
 //! object with a new ETag but the same bytes) whose content did not change keeps the
 //! current version too.
 
-use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -91,46 +90,43 @@ impl std::fmt::Debug for ReferenceData {
 }
 
 impl ReferenceData {
-    /// Loads the first version of `spec`'s table. Fails, naming the table and the file
-    /// or object, when the data cannot be read or none of its rows fits the schema.
-    pub fn load(spec: &ReferenceSpec) -> Result<Self> {
-        let what = || format!("reference table {} ({})", spec.table, spec.location);
-        let (bytes, etag) = match &spec.location {
-            ReferenceLocation::File(path) => {
-                let bytes = std::fs::read(path).map_err(|source| SluiceError::Io {
-                    path: format!("{} (reference table {})", path.display(), spec.table),
-                    source,
-                })?;
-                (bytes, None)
+    /// The holder of `spec`'s table before its data is read: no rows, version 0, the
+    /// declared columns. Planning needs no more; the runtime reads the data ([`Self::load`])
+    /// before the application starts, so `sluice explain` reads no file or object.
+    pub fn declared(spec: &ReferenceSpec) -> Result<Self> {
+        let (empty, _) =
+            decode(spec, b"").map_err(|e| SluiceError::config(format!("reference table {}: {e}", spec.table)))?;
+        Ok(ReferenceData::with_version(spec.clone(), empty, 0))
+    }
+
+    /// Reads the table's first version (version 1). Fails, naming the table and its file
+    /// or object, when the data cannot be read or none of its rows fits the schema: KDA
+    /// does not start an application whose reference data does not load.
+    pub async fn load(&self) -> Result<()> {
+        match self.refresh().await {
+            Ok(outcome) => {
+                tracing::info!(table = %self.spec.table, location = %self.spec.location, rows = outcome.rows(), "reference table loaded");
+                Ok(())
             }
-            ReferenceLocation::S3 { connection, key } => {
-                let object = s3ref::get_blocking(connection, key)
-                    .map_err(|e| SluiceError::config(format!("reference table {}: {e}", spec.table)))?;
-                (object.bytes, object.etag)
-            }
-        };
-        let (batch, _) = decode(spec, &bytes).map_err(|e| SluiceError::config(format!("{}: {e}", what())))?;
-        tracing::info!(table = %spec.table, location = %spec.location, rows = batch.num_rows(), "reference table loaded");
-        let last = LastRead {
-            etag,
-            digest: Some(digest(&bytes)),
-            client: None,
-        };
-        Ok(ReferenceData::with_last_read(spec.clone(), batch, last))
+            Err(e) => Err(SluiceError::config(format!(
+                "reference table {} ({}): {e}",
+                self.spec.table, self.spec.location
+            ))),
+        }
     }
 
     /// A holder whose first version is `batch`.
     pub fn new(spec: ReferenceSpec, batch: RecordBatch) -> Self {
-        ReferenceData::with_last_read(spec, batch, LastRead::default())
+        ReferenceData::with_version(spec, batch, 1)
     }
 
-    fn with_last_read(spec: ReferenceSpec, batch: RecordBatch, last: LastRead) -> Self {
+    fn with_version(spec: ReferenceSpec, batch: RecordBatch, version: u64) -> Self {
         ReferenceData {
             schema: batch.schema(),
             spec,
-            current: RwLock::new(Arc::new(TableVersion { version: 1, batch })),
-            version: AtomicU64::new(1),
-            refresh: tokio::sync::Mutex::new(last),
+            current: RwLock::new(Arc::new(TableVersion { version, batch })),
+            version: AtomicU64::new(version),
+            refresh: tokio::sync::Mutex::new(LastRead::default()),
         }
     }
 
@@ -287,38 +283,6 @@ pub async fn refresh_every(table: Arc<ReferenceData>, every: Duration, metrics: 
     }
 }
 
-/// The reference tables of a running application, by name: what the HTTP server's
-/// refresh endpoint reaches (it lives in [`Metrics`], which the server already shares).
-#[derive(Debug, Default)]
-pub struct ReferenceTables {
-    tables: RwLock<BTreeMap<String, Arc<ReferenceData>>>,
-}
-
-impl ReferenceTables {
-    /// Makes `tables` the run's tables (a new run replaces the previous one's).
-    pub fn set(&self, tables: impl IntoIterator<Item = Arc<ReferenceData>>) {
-        let mut map = self.tables.write().unwrap_or_else(|e| e.into_inner());
-        *map = tables.into_iter().map(|t| (t.table().to_string(), t)).collect();
-    }
-
-    pub fn get(&self, table: &str) -> Option<Arc<ReferenceData>> {
-        self.tables
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(table)
-            .cloned()
-    }
-
-    pub fn names(&self) -> Vec<String> {
-        self.tables
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -354,6 +318,20 @@ mod tests {
         }
     }
 
+    /// A holder with the file's rows as version 1, read on this thread.
+    fn holding(path: PathBuf) -> ReferenceData {
+        let spec = spec(path);
+        let (batch, _) = decode(&spec, &std::fs::read(spec_path(&spec)).unwrap()).unwrap();
+        ReferenceData::new(spec, batch)
+    }
+
+    fn spec_path(spec: &ReferenceSpec) -> PathBuf {
+        match &spec.location {
+            ReferenceLocation::File(path) => path.clone(),
+            ReferenceLocation::S3 { .. } => unreachable!("file tables only"),
+        }
+    }
+
     fn values(v: &TableVersion) -> Vec<(String, i64)> {
         let k = v.batch.column(0).as_any().downcast_ref::<StringArray>().unwrap();
         let n = v.batch.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
@@ -365,7 +343,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.csv");
         std::fs::write(&path, "K,V\na,1\nb,2\n").unwrap();
-        let data = ReferenceData::load(&spec(path.clone())).unwrap();
+        let data = holding(path.clone());
         assert_eq!(data.version(), 1);
         let first = data.current();
         assert_eq!(values(&first), vec![("a".into(), 1), ("b".into(), 2)]);
@@ -385,7 +363,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.csv");
         std::fs::write(&path, "K,V\na,1\nb,1\nc,1\n").unwrap();
-        let data = Arc::new(ReferenceData::load(&spec(path)).unwrap());
+        let data = Arc::new(holding(path));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         // Every reader is running before the first swap (a loaded machine may start a
         // thread late), and reads at least once after the last.
@@ -443,7 +421,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.csv");
         std::fs::write(&path, "K,V\na,1\n").unwrap();
-        let data = ReferenceData::load(&spec(path.clone())).unwrap();
+        let data = ReferenceData::declared(&spec(path.clone())).unwrap();
+        assert_eq!((data.version(), data.current().batch.num_rows()), (0, 0));
+        data.load().await.unwrap();
+        assert_eq!(data.version(), 1);
 
         // Same bytes: no new version.
         assert_eq!(
@@ -477,33 +458,22 @@ mod tests {
         assert_eq!(data.version(), 3);
     }
 
-    #[test]
-    fn the_first_load_fails_naming_the_table_and_file() {
+    #[tokio::test]
+    async fn the_first_load_fails_naming_the_table_and_file() {
         let dir = tempfile::tempdir().unwrap();
-        let err = ReferenceData::load(&spec(dir.path().join("missing.csv")))
-            .unwrap_err()
-            .to_string();
+        let missing = ReferenceData::declared(&spec(dir.path().join("missing.csv"))).unwrap();
+        let err = missing.load().await.unwrap_err().to_string();
         assert!(
             err.contains("missing.csv") && err.contains("reference table T"),
             "{err}"
         );
         let path = dir.path().join("bad.csv");
         std::fs::write(&path, "K,V\na,x\n").unwrap();
-        let err = ReferenceData::load(&spec(path)).unwrap_err().to_string();
+        let bad = ReferenceData::declared(&spec(path)).unwrap();
+        let err = bad.load().await.unwrap_err().to_string();
         assert!(
             err.contains("reference table T") && err.contains("none of its 1 rows"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn tables_are_found_by_name() {
-        let tables = ReferenceTables::default();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.csv");
-        std::fs::write(&path, "K,V\n").unwrap();
-        tables.set([Arc::new(ReferenceData::load(&spec(path)).unwrap())]);
-        assert_eq!(tables.names(), vec!["T".to_string()]);
-        assert!(tables.get("T").is_some() && tables.get("t").is_none());
     }
 }

@@ -108,6 +108,12 @@ pub async fn run_app_until(
 pub async fn start(app: &AppSpec, options: RunOptions) -> Result<RunningApp> {
     let mut plan = plan_application(app)?;
     check_outputs(app, &plan)?;
+    // Reference data: planning knew the columns; the rows are read now, before anything
+    // starts (KDA does not start an application whose reference data does not load).
+    let tables = plan.references.clone();
+    for table in &tables {
+        table.load().await?;
+    }
     let recovery_started = std::time::Instant::now();
     let restored = restore::open_and_restore(app, &options, &mut plan)?;
     let metrics = options

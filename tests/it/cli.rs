@@ -337,3 +337,63 @@ path = "out.jsonl"
     assert!(!stderr.contains("column CITY"), "CITY's mapping matches: {stderr}");
     assert_eq!(stderr.matches("column TS reads").count(), 1, "said once: {stderr}");
 }
+
+/// Planning needs a reference table's columns, not its rows: `sluice explain` works when
+/// the table's bucket is unreachable or its file is missing, and `sluice run` refuses to
+/// start, naming the table.
+#[test]
+fn explain_reads_no_reference_data_and_run_refuses_to_start_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = |reference: &str| {
+        format!(
+            r#"code_text = """
+CREATE OR REPLACE STREAM "OUT" (CITY VARCHAR(16), TAG VARCHAR(16));
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+  SELECT STREAM s.CITY, t.TAG FROM "SOURCE_SQL_STREAM_001" AS s JOIN "TAGS" AS t ON s.CITY = t.CITY;
+"""
+[[inputs]]
+[inputs.schema]
+record_format = "JSON"
+columns = [ {{ name = "CITY", sql_type = "VARCHAR(16)", mapping = "$.city" }} ]
+[inputs.source]
+kind = "generator"
+limit = 10
+[[references]]
+table_name = "TAGS"
+{reference}
+[references.schema]
+record_format = "CSV"
+columns = [ {{ name = "CITY", sql_type = "VARCHAR(16)" }}, {{ name = "TAG", sql_type = "VARCHAR(16)" }} ]
+[[outputs]]
+stream = "OUT"
+[outputs.destination]
+kind = "stdout"
+"#
+        )
+    };
+    let cases = [
+        (
+            "unreachable bucket",
+            r#"s3 = { bucket_arn = "arn:aws:s3:::nowhere", file_key = "tags.csv", endpoint = "http://127.0.0.1:9", region = "us-east-1", access_key_id = "x", secret_access_key = "x" }"#,
+        ),
+        ("missing file", r#"path = "no-such-tags.csv""#),
+    ];
+    for (what, reference) in cases {
+        std::fs::write(dir.path().join("sluice.toml"), manifest(reference)).unwrap();
+        let explained = sluice().arg("explain").arg(dir.path()).output().unwrap();
+        let stdout = String::from_utf8_lossy(&explained.stdout);
+        assert!(
+            explained.status.success() && stdout.contains("TAGS"),
+            "{what}: {stdout}{}",
+            String::from_utf8_lossy(&explained.stderr)
+        );
+    }
+    // The run reads the data first, and does not start without it.
+    let ran = sluice().arg("run").arg(dir.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert_eq!(ran.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("reference table TAGS") && stderr.contains("no-such-tags.csv"),
+        "{stderr}"
+    );
+}

@@ -503,10 +503,11 @@ async fn a_missing_initial_object_fails_startup_naming_the_bucket_and_key() {
     assert!(err.contains(&format!("s3://{bucket}/nowhere/t.csv")), "{err}");
     assert!(err.contains("NoSuchKey") && err.contains("reference table T"), "{err}");
 
-    // An object none of whose rows fits the schema fails startup too.
+    // An object none of whose rows fits the schema fails startup too. (The table keeps
+    // the column the code reads: the code is planned before the data is read.)
     put(&bucket, "bad.json", "not,csv\x00").await;
     let mut app = app;
-    app.references[0].schema.columns = columns(&[("CITY", "VARCHAR(16)", None), ("N", "INTEGER", None)]);
+    app.references[0].schema.columns = columns(&[("CITY", "VARCHAR(16)", None), ("TAG", "INTEGER", None)]);
     app.references[0].location = ReferenceLocation::S3 {
         connection: connection(&bucket),
         key: "bad.json".into(),

@@ -6,7 +6,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
-use super::client::{S3Connection, client};
+use super::client::S3Connection;
 
 /// Attempts per GetObject (the SDK's standard retries with backoff).
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -56,30 +56,6 @@ pub async fn get(
         Err(e) if status(&e) == Some(304) => Ok(Fetched::Unchanged),
         Err(e) => Err(format!("cannot read {location}: {}", describe(&e))),
     }
-}
-
-/// Reads an object from synchronous code (the planner loads reference tables before
-/// the application starts), on a thread and runtime of its own, so it works both inside
-/// and outside a tokio runtime of any flavour.
-pub fn get_blocking(connection: &S3Connection, key: &str) -> Result<Object, String> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| format!("cannot start the S3 reader: {e}"))?;
-                runtime.block_on(async {
-                    let client = client(connection, MAX_ATTEMPTS).await;
-                    match get(&client, connection, key, None).await? {
-                        Fetched::Object(object) => Ok(object),
-                        Fetched::Unchanged => Err(format!("s3://{}/{key}: unexpected 304", connection.bucket)),
-                    }
-                })
-            })
-            .join()
-            .unwrap_or_else(|_| Err("the S3 reader thread panicked".to_string()))
-    })
 }
 
 fn status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
