@@ -85,6 +85,23 @@ impl ErrorRow {
 pub const DATA_ROW_MAX_BYTES: usize = 49152 / 2;
 
 impl ErrorRow {
+    /// The row for a raw record that failed where it came in (decoding, an input
+    /// transform, a corrupt KPL aggregate): `DATA_ROW` is the record's bytes, hex-encoded
+    /// and cut to the column's size, which the message then says. `source` is the input
+    /// stream (`PUMP_NAME`). A row that failed inside the application is rendered first
+    /// (`operators::eval::row_error`), then made a row here like a record.
+    pub fn for_record(name: &str, message: String, data: &[u8], data_rowtime: Millis, source: &str) -> ErrorRow {
+        ErrorRow {
+            error_time: crate::time::now_millis(),
+            level: "ERROR",
+            name: name.to_string(),
+            message: format!("{message}{}", ErrorRow::data_row_note(data.len())),
+            data_rowtime,
+            data_row: ErrorRow::hex(data),
+            pump_name: Some(source.to_string()),
+        }
+    }
+
     /// What a message adds when `DATA_ROW` holds only the start of a record of `len` bytes.
     pub fn data_row_note(len: usize) -> String {
         if len > DATA_ROW_MAX_BYTES {
@@ -145,6 +162,33 @@ pub fn error_rows_to_batch(rows: &[ErrorRow]) -> RecordBatch {
 
 #[cfg(test)]
 mod tests {
+    /// Every error row's DATA_ROW is the README's contract: the bytes, hex-encoded, cut to
+    /// VARCHAR(49152), and the message says when it was cut.
+    #[test]
+    fn a_record_error_row_hex_encodes_and_cuts_its_data() {
+        let row = super::ErrorRow::for_record("ParseError", "S: bad".into(), b"{\"a\"", 7, "S");
+        assert_eq!(
+            (row.data_row.as_str(), row.data_rowtime, row.pump_name.as_deref()),
+            ("7b226122", 7, Some("S"))
+        );
+        assert_eq!(
+            (row.level, row.name.as_str(), row.message.as_str()),
+            ("ERROR", "ParseError", "S: bad")
+        );
+        let big = vec![b'x'; super::DATA_ROW_MAX_BYTES + 10];
+        let row = super::ErrorRow::for_record("ParseError", "S: bad".into(), &big, 7, "S");
+        assert_eq!(row.data_row.len(), 49152);
+        assert!(
+            row.message.ends_with(&format!(
+                "the first {} of its {} bytes)",
+                super::DATA_ROW_MAX_BYTES,
+                big.len()
+            )),
+            "{}",
+            row.message
+        );
+    }
+
     use super::*;
 
     #[test]

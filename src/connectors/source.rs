@@ -1,6 +1,6 @@
 //! The source side: what every source connector gets to publish records.
 
-use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::array::RecordBatch;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 
@@ -382,24 +382,9 @@ impl SourceContext {
 
     /// Rows that cannot take part go to `error_stream`, one error row each.
     fn reject(&self, batch: &RecordBatch, why: &str) {
-        let mut text = Vec::new();
-        let _ = super::formats::encode::encode_json_lines(batch, false, &mut text);
-        let rowtimes = batch.column(batch.num_columns() - 1);
-        let rowtimes = rowtimes
-            .as_any()
-            .downcast_ref::<datafusion::arrow::array::TimestampMillisecondArray>();
-        let rows: Vec<ErrorRow> = String::from_utf8_lossy(&text)
-            .lines()
-            .enumerate()
-            .map(|(i, line)| ErrorRow {
-                error_time: now_millis(),
-                level: "ERROR",
-                name: "Late_Or_Untimed_Row".into(),
-                message: format!("row of input {} left out of its stream: {why}", self.input),
-                data_rowtime: rowtimes.map(|r| r.value(i)).unwrap_or(0),
-                data_row: line.to_string(),
-                pump_name: None,
-            })
+        let message = format!("row of input {} left out of its stream: {why}", self.input);
+        let rows: Vec<ErrorRow> = (0..batch.num_rows())
+            .map(|i| crate::operators::eval::row_error("Late_Or_Untimed_Row", message.clone(), batch, i, &self.input))
             .collect();
         if !rows.is_empty() {
             let _ = self.errors.send(rows);

@@ -62,21 +62,21 @@ pub fn error_row(batch: &RecordBatch, i: usize, e: &DataFusionError, pump: &str)
     } else {
         "ExpressionError"
     };
+    row_error(name, message, batch, i, pump)
+}
+
+/// The `error_stream` row for row `i` of `batch` (ROWTIME last), which failed in the
+/// application: `DATA_ROW` is the row rendered as a JSON object with its ROWTIME,
+/// hex-encoded like a record (`ErrorRow::for_record`). `pump` is the pump, or the input
+/// stream whose row it was.
+pub fn row_error(name: &str, message: String, batch: &RecordBatch, i: usize, pump: &str) -> ErrorRow {
     let row = batch.slice(i, 1);
     let mut rendered = Vec::new();
     let _ = crate::connectors::formats::encode::encode_json_lines(&row, true, &mut rendered);
     while rendered.last() == Some(&b'\n') {
         rendered.pop();
     }
-    ErrorRow {
-        error_time: crate::time::now_millis(),
-        level: "ERROR",
-        name: name.to_string(),
-        message,
-        data_rowtime: rowtime_column(batch).value(i),
-        data_row: ErrorRow::hex(&rendered),
-        pump_name: Some(pump.to_string()),
-    }
+    ErrorRow::for_record(name, message, &rendered, rowtime_column(batch).value(i), pump)
 }
 
 /// Appends the ROWTIME column of `input` to `columns` under `schema`.
@@ -107,4 +107,38 @@ pub fn conform(
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, TimestampMillisecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    /// A failed row's DATA_ROW is the row as JSON with its ROWTIME, hex-encoded like a record.
+    #[test]
+    fn a_row_error_renders_the_row_with_its_rowtime_in_hex() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("A", DataType::Int64, true),
+            Field::new("ROWTIME", crate::types::TIMESTAMP_TYPE, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(TimestampMillisecondArray::from(vec![1_000, 2_000])),
+            ],
+        )
+        .unwrap();
+        let row = row_error("LateRow", "late".into(), &batch, 1, "P");
+        let bytes: Vec<u8> = (0..row.data_row.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&row.data_row[i..i + 2], 16).unwrap())
+            .collect();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["A"], 2);
+        assert_eq!(json["ROWTIME"], "1970-01-01 00:00:02.000");
+        assert_eq!((row.data_rowtime, row.pump_name.as_deref()), (2_000, Some("P")));
+    }
 }

@@ -121,32 +121,19 @@ impl WindowAssignOp {
     }
 
     fn late_row(&self, batch: &RecordBatch, i: usize, window: (i64, i64), now: Millis, pump: &str) -> ErrorRow {
-        let row = batch.slice(i, 1);
-        let mut rendered = Vec::new();
-        let _ = crate::connectors::formats::encode::encode_json_lines(&row, true, &mut rendered);
-        while rendered.last() == Some(&b'\n') {
-            rendered.pop();
-        }
         let ts = crate::time::format_timestamp;
-        ErrorRow {
-            error_time: crate::time::now_millis(),
-            level: "ERROR",
-            name: "LateRow".into(),
-            message: format!(
-                "late row: its window [{}, {}) closed at {} (window end plus an allowed lateness of {} ms); \
-                 the stream's time was already {}. A stream's time is its ROWTIME: the ingest clock, unless \
-                 the input sets [inputs.event_time] (column, and max_delay_ms for rows out of order); \
-                 LATENESS => INTERVAL ... keeps windows open longer",
-                ts(window.0),
-                ts(window.1),
-                ts(window.1.saturating_add(self.lateness)),
-                self.lateness,
-                ts(now)
-            ),
-            data_rowtime: rowtime_column(batch).value(i),
-            data_row: ErrorRow::hex(&rendered),
-            pump_name: Some(pump.to_string()),
-        }
+        let message = format!(
+            "late row: its window [{}, {}) closed at {} (window end plus an allowed lateness of {} ms); \
+             the stream's time was already {}. A stream's time is its ROWTIME: the ingest clock, unless \
+             the input sets [inputs.event_time] (column, and max_delay_ms for rows out of order); \
+             LATENESS => INTERVAL ... keeps windows open longer",
+            ts(window.0),
+            ts(window.1),
+            ts(window.1.saturating_add(self.lateness)),
+            self.lateness,
+            ts(now)
+        );
+        super::eval::row_error("LateRow", message, batch, i, pump)
     }
 }
 

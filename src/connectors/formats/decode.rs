@@ -170,7 +170,6 @@ impl RecordDecoder {
         let mut out = Builders::new(&self.core.cols, records.len(), bytes, true);
         let mut st = Stage::default();
         let mut errors = Vec::new();
-        let mut error_time = None;
         // Rows each record gave, to repeat its envelope fields on them.
         let mut rows_of: Vec<(usize, usize)> = Vec::new();
         for (index, r) in records.iter().enumerate() {
@@ -183,10 +182,7 @@ impl RecordDecoder {
                         rows_of.push((index, n));
                     }
                 }
-                Err(e) => {
-                    let now = *error_time.get_or_insert_with(now_millis);
-                    errors.push(e.into_row(&r.data, rowtime, now, &self.stream_name));
-                }
+                Err(e) => errors.push(e.into_row(&r.data, rowtime, &self.stream_name)),
             }
         }
         let batch = match self.finish(out, records, &rows_of) {
@@ -198,7 +194,7 @@ impl RecordDecoder {
                         name: "InternalError",
                         message,
                     }
-                    .into_row(&[], default_rowtime, now_millis(), &self.stream_name),
+                    .into_row(&[], default_rowtime, &self.stream_name),
                 );
                 RecordBatch::new_empty(self.schema.clone())
             }
@@ -298,7 +294,7 @@ pub fn decode_table(
             Ok(text) => {
                 out.commit(&st, text, core.cols.len(), None);
             }
-            Err(e) => errors.push(e.into_row(data, now, now, table)),
+            Err(e) => errors.push(e.into_row(data, now, table)),
         }
     }
     let batch = out.finish(out_schema).map_err(SluiceError::runtime)?;
@@ -387,16 +383,8 @@ impl RecErr {
         }
     }
 
-    fn into_row(self, data: &[u8], rowtime: Millis, now: Millis, pump: &str) -> ErrorRow {
-        ErrorRow {
-            error_time: now,
-            level: "ERROR",
-            name: self.name.to_string(),
-            message: format!("{pump}: {}{}", self.message, ErrorRow::data_row_note(data.len())),
-            data_rowtime: rowtime,
-            data_row: ErrorRow::hex(data),
-            pump_name: Some(pump.to_string()),
-        }
+    fn into_row(self, data: &[u8], rowtime: Millis, pump: &str) -> ErrorRow {
+        ErrorRow::for_record(self.name, format!("{pump}: {}", self.message), data, rowtime, pump)
     }
 }
 

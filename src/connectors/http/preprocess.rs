@@ -31,7 +31,7 @@ use super::client::HttpCaller;
 use super::config::{HttpTransformConfig, PreprocessorSpec, local_application_arn};
 use crate::connectors::RawRecord;
 use crate::error::{ErrorRow, Result};
-use crate::time::{Millis, now_millis};
+use crate::time::Millis;
 
 /// Counters of one input's transform.
 #[derive(Debug, Default)]
@@ -162,15 +162,14 @@ impl Preprocessor {
                 }
             }
         };
-        let now = now_millis();
-        let error_row = |r: &RawRecord, name: &str, reason: &str| ErrorRow {
-            error_time: now,
-            level: "ERROR",
-            name: name.to_string(),
-            message: format!("{}: preprocessor {}: {reason}", self.input, self.config.endpoint.url),
-            data_rowtime: r.rowtime.unwrap_or(default_rowtime),
-            data_row: ErrorRow::hex(&r.data),
-            pump_name: Some(self.input.clone()),
+        let error_row = |r: &RawRecord, name: &str, reason: &str| {
+            ErrorRow::for_record(
+                name,
+                format!("{}: preprocessor {}: {reason}", self.input, self.config.endpoint.url),
+                &r.data,
+                r.rowtime.unwrap_or(default_rowtime),
+                &self.input,
+            )
         };
         let mut out = Transformed::default();
         match verdicts {

@@ -390,14 +390,14 @@ fn corrupt_rows(stream: &str, shard: &str, corrupt: Vec<(String, Vec<u8>, String
     let now = now_millis();
     corrupt
         .into_iter()
-        .map(|(seq, data, reason)| ErrorRow {
-            error_time: now,
-            level: "ERROR",
-            name: "CorruptAggregate".to_string(),
-            message: format!("{stream}: KPL aggregated record {seq} in shard {shard} is corrupt: {reason}"),
-            data_rowtime: now,
-            data_row: ErrorRow::hex(&data),
-            pump_name: Some(stream.to_string()),
+        .map(|(seq, data, reason)| {
+            ErrorRow::for_record(
+                "CorruptAggregate",
+                format!("{stream}: KPL aggregated record {seq} in shard {shard} is corrupt: {reason}"),
+                &data,
+                now,
+                stream,
+            )
         })
         .collect()
 }
