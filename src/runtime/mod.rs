@@ -549,6 +549,13 @@ fn spawn_inputs(
         )
         .with_preprocessor(preprocessor);
         announce_time(&names[0], input.event_time.as_ref(), &wiring.options.time);
+        for (column, mapping) in crate::connectors::formats::decode::unused_csv_mappings(&input.schema) {
+            tracing::warn!(
+                input = %names[0],
+                "CSV fields are read by position, in the order the columns are declared: the mapping \
+                 \"{mapping}\" of column {column} is not used"
+            );
+        }
         let ctx = match &input.event_time {
             Some(spec) => {
                 let late = spec.late_stream.as_deref().map(|s| writers.next(s));

@@ -69,6 +69,24 @@ pub enum Metadata {
     ShardId,
 }
 
+/// The CSV columns whose `mapping` is not used: CSV fields are read by position, so only
+/// a `METADATA:` mapping means something there. (column, mapping) pairs.
+pub fn unused_csv_mappings(schema: &RecordSchema) -> Vec<(String, String)> {
+    if !matches!(schema.format, crate::app::RecordFormat::Csv { .. }) {
+        return Vec::new();
+    }
+    schema
+        .columns
+        .iter()
+        .filter_map(|c| {
+            let mapping = c.mapping.as_deref()?;
+            Metadata::of_mapping(mapping)
+                .is_none()
+                .then(|| (c.column.name.clone(), mapping.to_string()))
+        })
+        .collect()
+}
+
 impl Metadata {
     /// The field of a `METADATA:<FIELD>` mapping (case-insensitive), if it is one.
     pub fn of_mapping(mapping: &str) -> Option<std::result::Result<Metadata, String>> {
@@ -931,6 +949,28 @@ impl Builders {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_csv_column_mapping_other_than_metadata_is_reported_unused() {
+        let column = |name: &str, mapping: Option<&str>| crate::app::RecordColumn {
+            column: crate::types::ColumnDef::new(name, SqlType::Varchar(16)),
+            mapping: mapping.map(str::to_string),
+        };
+        let mut schema = RecordSchema {
+            columns: vec![
+                column("A", Some("$.a")),
+                column("B", None),
+                column("K", Some("METADATA:PARTITION_KEY")),
+            ],
+            format: RecordFormat::Csv {
+                row_delimiter: "\n".into(),
+                column_delimiter: ",".into(),
+            },
+        };
+        assert_eq!(unused_csv_mappings(&schema), vec![("A".to_string(), "$.a".to_string())]);
+        schema.format = RecordFormat::Json { row_path: "$".into() };
+        assert!(unused_csv_mappings(&schema).is_empty());
+    }
+
     use super::*;
     use crate::app::RecordColumn;
     use crate::time::parse_timestamp;
