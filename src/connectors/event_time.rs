@@ -156,6 +156,7 @@ impl EventTimeOrder {
         if batch.num_rows() == 0 {
             return Ok(Released::default());
         }
+        let late_mask = self.late_rows(partition, &batch);
         let newest = *rowtimes(&batch).values().iter().max().expect("non-empty");
         let seen = self
             .partitions
@@ -163,9 +164,7 @@ impl EventTimeOrder {
             .or_insert_with(|| Partition::new(Millis::MIN));
         seen.newest = seen.newest.max(newest);
         seen.last_data = self.last_input;
-        let late = if self.watermark > Millis::MIN {
-            let cut = Int64Array::new_scalar(self.watermark);
-            let late_mask = datafusion::arrow::compute::kernels::cmp::lt(&rowtime_as_i64(&batch)?, &cut)?;
+        let late = {
             if late_mask.true_count() > 0 {
                 let on_time = datafusion::arrow::compute::not(&late_mask)?;
                 let late = filter_record_batch(&batch, &late_mask)?;
@@ -175,13 +174,37 @@ impl EventTimeOrder {
                 self.held.push(batch);
                 None
             }
-        } else {
-            self.held.push(batch);
-            None
         };
         let mut released = self.advance(self.partition_watermark())?;
         released.late = late;
         Ok(released)
+    }
+
+    /// Which rows of a batch read from `partition` are late, judged record by record in
+    /// read order: a row is late when it is older than the watermark as it stood just
+    /// before it, which the rows before it in the batch may have moved. Judging a whole
+    /// batch against the watermark before it would let batch boundaries decide lateness,
+    /// and a replay after a restart cuts batches elsewhere.
+    fn late_rows(&self, partition: &str, batch: &RecordBatch) -> datafusion::arrow::array::BooleanArray {
+        let active = |p: &Partition| self.idle_timeout.is_none_or(|t| p.last_data.elapsed() < t);
+        // What the other partitions hold the watermark at, during this batch.
+        let others = self
+            .partitions
+            .iter()
+            .filter(|(name, p)| name.as_str() != partition && active(p))
+            .map(|(_, p)| p.newest)
+            .min();
+        let mut newest = self.partitions.get(partition).map_or(Millis::MIN, |p| p.newest);
+        rowtimes(batch)
+            .values()
+            .iter()
+            .map(|&t| {
+                let slowest = others.map_or(newest, |o| o.min(newest));
+                let watermark = self.watermark.max(slowest.saturating_sub(self.delay));
+                newest = newest.max(t);
+                Some(watermark > Millis::MIN && t < watermark)
+            })
+            .collect()
     }
 
     /// A partition will be read (a shard reader started): until its first records it
@@ -393,6 +416,37 @@ mod tests {
         assert_eq!(r.bound, Some(21));
         let r = o.finish(Millis::MAX).unwrap();
         assert_eq!(times(&r.rows), vec![31]);
+    }
+
+    /// Lateness does not depend on where batches are cut: each row is judged against
+    /// the watermark as the rows read before it left it.
+    #[test]
+    fn lateness_is_the_same_however_the_rows_are_batched() {
+        let ts = [100, 50, 95, 200, 185, 191, 300, 289];
+        let run = |cuts: &[usize]| {
+            let mut o = order(10);
+            let (mut late, mut released) = (Vec::new(), Vec::new());
+            let mut start = 0;
+            for &end in cuts.iter().chain(std::iter::once(&ts.len())) {
+                let times: Vec<Option<i64>> = ts[start..end].iter().map(|&t| Some(t)).collect();
+                let r = o.accept("p", batch(&o, &times)).unwrap();
+                late.extend(times_of(&r.late));
+                released.extend(times_of(&r.rows));
+                start = end;
+            }
+            released.extend(times_of(&o.finish(Millis::MAX).unwrap().rows));
+            (late, released)
+        };
+        let whole = run(&[]);
+        assert_eq!(whole.0, vec![50, 185, 289]);
+        assert_eq!(whole.1, vec![95, 100, 191, 200, 300]);
+        for cuts in [&[1][..], &[2, 5], &[1, 2, 3, 4, 5, 6, 7], &[4]] {
+            assert_eq!(run(cuts), whole, "cut at {cuts:?}");
+        }
+    }
+
+    fn times_of(b: &Option<RecordBatch>) -> Vec<i64> {
+        b.as_ref().map(|b| rowtimes(b).values().to_vec()).unwrap_or_default()
     }
 
     #[test]
