@@ -116,6 +116,8 @@ pub enum SourceSpec {
         seed: u64,
         limit: Option<u64>,
     },
+    /// Records sent from Rust code (`connectors::channel::channel`); no manifest form.
+    Channel(crate::connectors::channel::ChannelInput),
     /// A Kinesis data stream, read shard by shard.
     Kinesis(crate::connectors::kinesis::KinesisSourceConfig),
     /// A source this build cannot read yet, kept to report it clearly.

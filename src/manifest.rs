@@ -156,6 +156,7 @@ fn source_kind(source: &SourceSpec) -> String {
         SourceSpec::File { .. } => "file".into(),
         SourceSpec::Recorded { .. } => "recorded".into(),
         SourceSpec::Stdin => "stdin".into(),
+        SourceSpec::Channel(_) => "channel".into(),
         SourceSpec::Generator { .. } => "generator".into(),
         SourceSpec::Kinesis(_) => "kinesis".into(),
         SourceSpec::Unsupported { kind, .. } => kind.clone(),

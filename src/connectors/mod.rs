@@ -6,6 +6,7 @@
 //! `crate::app::SourceSpec` or `DestinationSpec`, read by the manifest.
 
 pub mod aws;
+pub mod channel;
 pub mod event_time;
 pub mod file;
 pub mod formats;

@@ -32,6 +32,7 @@ pub fn source_for(spec: &SourceSpec) -> Result<Box<dyn Source>> {
             skip_header_lines: *skip_header_lines,
         }),
         SourceSpec::Stdin => Box::new(StdinSource),
+        SourceSpec::Channel(input) => Box::new(super::channel::ChannelSource { input: input.clone() }),
         SourceSpec::Generator { rate, seed, limit } => Box::new(GeneratorSource {
             rate: *rate,
             seed: *seed,

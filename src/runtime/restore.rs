@@ -110,6 +110,7 @@ fn source_identity(source: &crate::app::SourceSpec) -> String {
         SourceSpec::Kinesis(c) => format!("kinesis:{}", c.connection.stream_name),
         SourceSpec::Generator { seed, .. } => format!("generator:{seed}"),
         SourceSpec::Stdin => "stdin".into(),
+        SourceSpec::Channel(_) => "channel".into(),
         SourceSpec::Unsupported { kind, .. } => kind.clone(),
     }
 }

@@ -117,3 +117,37 @@ async fn a_reader_that_never_reads_loses_its_rows_counted_and_the_run_finishes()
     assert!(kept + stalled.dropped_rows() <= RIDES);
     assert_eq!(handle.stream("OUT").unwrap().attached_readers(), 0);
 }
+
+/// A program feeds records from code (a channel input) and reads the results through
+/// the handle: a reader attached before the first record sees every row, and dropping
+/// the sender ends the input and the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_feeds_records_and_reads_the_results_through_the_handle() {
+    let mut app = rides(1, None);
+    let (sender, source) = sluice::connectors::channel::channel(64);
+    app.inputs[0].source = source;
+    let running = sluice::engine::start(&app, RunOptions::new(TimeMode::WallClock { bound_interval_ms: 50 }))
+        .await
+        .unwrap();
+    let mut reader = running.attach("OUT", 1024).unwrap();
+    for i in 0..500 {
+        let city = ["Lisbon", "Porto"][i % 2];
+        sender
+            .send(format!(r#"{{"ride_id": "r{i}", "city": "{city}"}}"#))
+            .await
+            .unwrap();
+    }
+    drop(sender);
+    let mut output = tokio::time::timeout(Duration::from_secs(60), running.wait())
+        .await
+        .expect("the run ends when the sender is dropped")
+        .unwrap();
+    let expected: Vec<String> = (0..500).map(|i| format!("r{i}")).collect();
+    assert_eq!(ride_ids(&output.streams.remove("OUT").unwrap()), expected);
+    let mut read = Vec::new();
+    while let Some(batch) = reader.next().await {
+        read.push(batch);
+    }
+    assert_eq!(ride_ids(&read), expected);
+    assert_eq!(reader.dropped_rows(), 0);
+}
