@@ -1,11 +1,10 @@
-//! The sink side: what every sink connector implements, and the task that drives one.
+//! The sink side: what every sink connector implements. The tasks that drive a sink
+//! (at least once, exactly once) are the runtime's: `crate::runtime::delivery`.
 
 use datafusion::arrow::array::RecordBatch;
 use futures::future::BoxFuture;
-use tokio::sync::mpsc;
 
 use crate::error::Result;
-use crate::operators::Message;
 
 pub trait Sink: Send {
     /// Delivers the rows of one batch (declared columns, then ROWTIME).
@@ -38,53 +37,6 @@ pub trait Sink: Send {
     fn tick(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
     }
-}
-
-/// Drives a sink at-least-once: rows are written as they arrive. In exactly-once mode
-/// `crate::runtime::delivery::run_exactly_once` drives the sink instead.
-pub async fn run_sink(
-    mut sink: Box<dyn Sink>,
-    mut rx: mpsc::Receiver<Message>,
-    metrics: std::sync::Arc<crate::runtime::metrics::Metrics>,
-    checkpoints: Option<(crate::state::CheckpointHandle, String)>,
-) -> Result<()> {
-    loop {
-        let due = sink.next_tick();
-        let message = tokio::select! {
-            biased;
-            message = rx.recv() => message,
-            // Evaluated even when disabled: a far-off instant stands in for "never".
-            _ = tokio::time::sleep_until(due.unwrap_or_else(far_future)), if due.is_some() => {
-                sink.tick().await?;
-                continue;
-            }
-        };
-        let Some(message) = message else { break };
-        match message {
-            Message::Data(batch) => {
-                sink.write(&batch).await?;
-                metrics
-                    .rows_out
-                    .fetch_add(batch.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
-            }
-            Message::Bound(_) => {}
-            Message::Barrier(id) => {
-                if let Some((c, part)) = &checkpoints {
-                    c.ack(id, part, sink.checkpoint().await?);
-                }
-            }
-            Message::End => break,
-        }
-    }
-    sink.finish().await?;
-    if let Some((c, part)) = &checkpoints {
-        c.finish(part, sink.checkpoint().await?);
-    }
-    Ok(())
-}
-
-fn far_future() -> tokio::time::Instant {
-    tokio::time::Instant::now() + std::time::Duration::from_secs(86_400 * 365)
 }
 
 /// Encodes rows as JSON lines or CSV onto any async writer (stdout, a file).

@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 use crate::app::AppSpec;
 use crate::connectors::formats::RecordDecoder;
 use crate::connectors::registry::{SinkContext, check_destination, sink_for, source_for};
-use crate::connectors::sink::{Sink, run_sink};
+use crate::connectors::sink::Sink;
 use crate::connectors::source::{Source, SourceContext};
 use crate::engine::{RunOptions, RunOutput};
 use crate::error::{ERROR_STREAM, Result, SluiceError};
@@ -302,6 +302,8 @@ struct WiredOutput {
     rx: mpsc::Receiver<Message>,
     holdback: Option<delivery::Holdback>,
     part: String,
+    /// Whether the sink takes part in checkpoints: every output but `error_stream`'s.
+    checkpointed: bool,
 }
 
 /// Builds every output's sink, restored from its saved part, and registers it as a
@@ -319,7 +321,8 @@ async fn wire_outputs(
         let part = format!("sink/{i}/{}", output.stream);
         // error_stream rows come from every task outside the barrier flow: its sinks
         // cannot align a checkpoint and would stall every one (at-least-once, always).
-        if output.stream != ERROR_STREAM {
+        let checkpointed = output.stream != ERROR_STREAM;
+        if checkpointed {
             run.participants.insert(part.clone());
         }
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
@@ -348,6 +351,7 @@ async fn wire_outputs(
             rx,
             holdback,
             part,
+            checkpointed,
         });
     }
     Ok(wired)
@@ -496,7 +500,7 @@ fn spawn_outputs(
     for output in outputs {
         let c = checkpoints
             .clone()
-            .filter(|_| !output.part.ends_with(&format!("/{ERROR_STREAM}")))
+            .filter(|_| output.checkpointed)
             .map(|h| (h, output.part));
         match output.holdback {
             Some(held) => run.spawn(delivery::run_exactly_once(
@@ -506,7 +510,12 @@ fn spawn_outputs(
                 Arc::clone(metrics),
                 c,
             )),
-            None => run.spawn(run_sink(output.sink, output.rx, Arc::clone(metrics), c)),
+            None => run.spawn(delivery::run_at_least_once(
+                output.sink,
+                output.rx,
+                Arc::clone(metrics),
+                c,
+            )),
         }
     }
 }

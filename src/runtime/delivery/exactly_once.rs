@@ -37,11 +37,11 @@ use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use tokio::sync::mpsc;
 
-use super::metrics::Metrics;
-use super::row_id::{RowIdentity, schema_with_row_id};
 use crate::connectors::sink::Sink;
 use crate::error::{Result, SluiceError};
 use crate::operators::Message;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::row_id::{RowIdentity, schema_with_row_id};
 use crate::state::CheckpointHandle;
 use crate::state::snapshot;
 
@@ -211,7 +211,7 @@ fn split_epochs(schema: &SchemaRef, held: &[RecordBatch], epochs: &[(u64, usize)
     Ok((at == all.num_rows()).then_some(out))
 }
 
-/// The exactly-once counterpart of `run_sink`: holds rows back until the checkpoint that
+/// The exactly-once counterpart of `super::run_at_least_once`: holds rows back until the checkpoint that
 /// covers them has committed (see the module comment).
 pub async fn run_exactly_once(
     mut sink: Box<dyn Sink>,
