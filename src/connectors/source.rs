@@ -480,6 +480,21 @@ impl SourceContext {
             TimeMode::Recorded { .. } => None,
         }
     }
+
+    /// A timer for a source that waits on its input (stdin, a channel) to send wall-clock
+    /// bounds while the input is quiet; it fires rarely when time is not the clock's.
+    pub fn bound_ticker(&self) -> tokio::time::Interval {
+        tokio::time::interval(self.bound_interval().unwrap_or(std::time::Duration::from_secs(3600)))
+    }
+}
+
+/// Resolves once the run is asked to stop (Ctrl-C, `AppHandle::stop`), at once if it
+/// already was; never, once no one can ask any more. A source that waits on its input
+/// selects on it beside the read, so a stop ends the input even while no record comes.
+pub async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use super::RawRecord;
-use super::source::{PendingRecords, Source, SourceContext};
+use super::source::{PendingRecords, Source, SourceContext, stop_requested};
 use crate::app::SourceSpec;
 use crate::error::{Result, SluiceError};
 
@@ -76,20 +76,12 @@ impl Source for ChannelSource {
             let mut rx = taken.ok_or_else(|| {
                 SluiceError::config("a channel input is read by one run only; make a new channel for another run")
             })?;
-            let mut tick = tokio::time::interval(ctx.bound_interval().unwrap_or(std::time::Duration::from_secs(3600)));
+            let mut tick = ctx.bound_ticker();
             let mut batch = PendingRecords::default();
             let mut stop = ctx.shutdown.clone();
-            let mut watching = true;
             loop {
-                if *stop.borrow() {
-                    break;
-                }
                 tokio::select! {
-                    changed = stop.changed(), if watching => {
-                        if changed.is_err() {
-                            watching = false;
-                        }
-                    }
+                    _ = stop_requested(&mut stop) => break,
                     record = rx.recv() => {
                         let Some(record) = record else { break };
                         // Take what is already waiting, then publish: one batch per burst.

@@ -11,7 +11,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::RawRecord;
-use super::source::{PendingRecords, Source, SourceContext};
+use super::source::{PendingRecords, Source, SourceContext, stop_requested};
 use crate::engine::TimeMode;
 use crate::error::Result;
 use crate::time::Millis;
@@ -201,7 +201,7 @@ impl Source for GeneratorSource {
                                 let now = ctx.clock();
                                 ctx.bound(now).await;
                             }
-                            _ = shutdown.changed() => break,
+                            _ = stop_requested(&mut shutdown) => break,
                         }
                     }
                 }

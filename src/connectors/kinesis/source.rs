@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use super::client::{client, error_code};
 use super::config::{KinesisSourceConfig, StartPosition};
 use super::shard::{ReaderStats, ShardEvent, ShardReader, ShardStart};
-use crate::connectors::source::{Source, SourceContext};
+use crate::connectors::source::{Source, SourceContext, stop_requested};
 use crate::error::{ErrorRow, Result, SluiceError};
 use crate::time::now_millis;
 
@@ -225,7 +225,7 @@ impl Source for KinesisSource {
                             trigger = None;
                         }
                     }
-                    _ = shutdown.changed() => break,
+                    _ = stop_requested(&mut shutdown) => break,
                     Some(joined) = readers.join_next() => {
                         match joined {
                             Ok(Ok(())) => {}

@@ -6,7 +6,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use super::RawRecord;
 use super::file::{is_blank, line_record};
 use super::sink::LineSink;
-use super::source::{PendingRecords, Source, SourceContext};
+use super::source::{PendingRecords, Source, SourceContext, stop_requested};
 use crate::app::OutputFormat;
 use crate::error::{Result, SluiceError};
 
@@ -19,22 +19,14 @@ impl Source for StdinSource {
             // is not UTF-8 is a bad record for error_stream, not the end of the input.
             let mut lines = BufReader::new(tokio::io::stdin()).split(b'\n');
             let mut first = true;
-            let mut tick = tokio::time::interval(ctx.bound_interval().unwrap_or(std::time::Duration::from_secs(3600)));
+            let mut tick = ctx.bound_ticker();
             let mut batch = PendingRecords::default();
             // A stop (Ctrl-C) ends the input as its end would, even while a read waits for
             // a line that may never come.
             let mut stop = ctx.shutdown.clone();
-            let mut watching = true;
             loop {
-                if *stop.borrow() {
-                    break;
-                }
                 tokio::select! {
-                    changed = stop.changed(), if watching => {
-                        if changed.is_err() {
-                            watching = false;
-                        }
-                    }
+                    _ = stop_requested(&mut stop) => break,
                     line = lines.next_segment() => {
                         match line.map_err(|e| SluiceError::runtime(format!("reading stdin: {e}")))? {
                             Some(l) => {
