@@ -176,17 +176,20 @@ fn campaign(
     write_app(&reference.join("app"), input, &reference)?;
     write_app(&killed.join("app"), input, &killed)?;
 
+    // `sluice run` of the application in `side`, on its own state folder, logging to `log`.
+    let run_in = |side: &Path, log: &Path| {
+        sluice_run(
+            exe,
+            &side.join("app"),
+            &side.join("state"),
+            exactly_once,
+            options.checkpoint_interval_ms,
+            log,
+        )
+    };
     eprintln!("kill-campaign {delivery}: the uninterrupted run");
     let log = base.join("reference.log");
-    let status = sluice_run(
-        exe,
-        &reference.join("app"),
-        &reference.join("state"),
-        exactly_once,
-        options.checkpoint_interval_ms,
-        &log,
-    )
-    .status()?;
+    let status = run_in(&reference, &log).status()?;
     anyhow::ensure!(
         status.success(),
         "the uninterrupted run failed ({status}): {}",
@@ -199,15 +202,7 @@ fn campaign(
     loop {
         attempt += 1;
         let log = base.join(format!("attempt-{attempt}.log"));
-        let mut child = sluice_run(
-            exe,
-            &killed.join("app"),
-            &killed.join("state"),
-            exactly_once,
-            options.checkpoint_interval_ms,
-            &log,
-        )
-        .spawn()?;
+        let mut child = run_in(&killed, &log).spawn()?;
         let kill_at = Instant::now() + Duration::from_millis(rng.random_range(50..options.max_run_ms.max(51)));
         let finished = loop {
             if let Some(status) = child.try_wait()? {

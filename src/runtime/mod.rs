@@ -331,7 +331,7 @@ async fn wire_outputs(
         // error_stream stays at-least-once: its rows do not travel with barriers.
         let saved = restored.checkpoint.parts.get(&part).map(|v| v.as_slice());
         let (holdback, saved) = match (exactly_once, schemas.get(&output.stream)) {
-            (true, Some(schema)) if output.stream != ERROR_STREAM => {
+            (true, Some(schema)) if checkpointed => {
                 let (holdback, inner) = delivery::Holdback::restore(&output.stream, schema, saved)?;
                 (Some(holdback), inner)
             }
